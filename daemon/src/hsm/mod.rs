@@ -1,0 +1,420 @@
+//! The HSM boundary: the only module that talks PKCS#11. The rest of the daemon
+//! sees [`Hsm`], an async, cloneable handle with domain operations, and opaque
+//! handles to the objects it creates.
+//!
+//! Behind the handle, `workers` threads each own one logged-in session and take
+//! jobs from one bounded queue. Session objects (recovery keys, KEKs) live as
+//! long as the session that created them, i.e. as long as its worker, and every
+//! session of this process can use them, so any worker may sign with a key
+//! another worker unwrapped.
+
+mod error;
+mod ops;
+mod templates;
+mod token;
+mod worker;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use cryptoki::context::Pkcs11;
+use cryptoki::object::ObjectHandle;
+use tokio::sync::oneshot;
+use zeroize::Zeroizing;
+
+pub use error::HsmError;
+pub use token::{REQUIRED_MECHANISMS, RequiredMechanism, TokenDescription};
+
+use crate::secrets::{KekBytes, UserPin};
+use ops::OpResult;
+use worker::{Job, Retry, SessionSource, Worker};
+
+/// Jobs that may wait per worker before a caller waits for room.
+const QUEUE_DEPTH_PER_WORKER: usize = 64;
+/// How long a caller waits for room in a full queue before giving up as busy.
+const QUEUE_WAIT: Duration = Duration::from_secs(30);
+
+/// Where the HSM is and how to log in.
+#[derive(Debug)]
+pub struct HsmConfig {
+    pub module: PathBuf,
+    pub token_label: String,
+    pub pin: UserPin,
+    /// Number of worker sessions (at least 1).
+    pub workers: usize,
+}
+
+/// A recovery private key held by the HSM as a session object.
+#[derive(Debug, Clone, Copy)]
+pub struct SigningKey(ObjectHandle);
+
+/// A KEK held by the HSM as a session object.
+#[derive(Debug, Clone, Copy)]
+pub struct KekKey(ObjectHandle);
+
+/// Any object rkm created in the HSM, for destroying it.
+#[derive(Debug, Clone, Copy)]
+pub struct HsmObject(ObjectHandle);
+
+impl From<SigningKey> for HsmObject {
+    fn from(key: SigningKey) -> Self {
+        HsmObject(key.0)
+    }
+}
+
+impl From<KekKey> for HsmObject {
+    fn from(key: KekKey) -> Self {
+        HsmObject(key.0)
+    }
+}
+
+/// A freshly generated recovery key pair.
+#[derive(Debug)]
+pub struct GeneratedKey {
+    /// Public key as SubjectPublicKeyInfo DER.
+    pub public_key_spki: Vec<u8>,
+    /// The private half (session object; extractable only by wrapping).
+    pub private: SigningKey,
+    /// The public half (session object), to destroy with the private half.
+    pub public: HsmObject,
+}
+
+/// The persistent Ed25519 audit key.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditKey {
+    private: ObjectHandle,
+    /// Raw 32-byte Ed25519 public key.
+    pub public_key: [u8; 32],
+}
+
+/// Objects visible to rkm's sessions, for checks that nothing was left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectCounts {
+    pub session_objects: usize,
+    pub token_objects: usize,
+}
+
+/// Async, cloneable handle to the HSM workers.
+#[derive(Clone)]
+pub struct Hsm {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Hsm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hsm")
+            .field("token", &self.inner.description.label)
+            .field("workers", &self.inner.worker_count)
+            .finish()
+    }
+}
+
+struct Inner {
+    jobs: Option<flume::Sender<Job>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    pkcs11: Option<Pkcs11>,
+    description: TokenDescription,
+    worker_count: usize,
+}
+
+impl Hsm {
+    /// Loads the module, finds the token by label, checks its mechanisms and
+    /// logs in `config.workers` sessions. Blocking; call before serving.
+    ///
+    /// # Errors
+    /// A missing module, an unknown token label, a wrong or locked PIN, or a
+    /// token without a mechanism rkm needs, each with what to do about it.
+    pub fn open(config: HsmConfig) -> Result<Self, HsmError> {
+        let pkcs11 = token::load_module(&config.module)?;
+        match Self::start(pkcs11.clone(), config) {
+            Ok(hsm) => Ok(hsm),
+            Err(error) => {
+                if let Err(finalize) = pkcs11.finalize() {
+                    tracing::debug!(%finalize, "finalizing PKCS#11 after a failed start");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    fn start(pkcs11: Pkcs11, config: HsmConfig) -> Result<Self, HsmError> {
+        let slot = token::find_slot(&pkcs11, &config.token_label)?;
+        let description = token::describe(&pkcs11, slot)?;
+        let source = SessionSource {
+            pkcs11: pkcs11.clone(),
+            slot,
+            label: config.token_label,
+            pin: Arc::new(config.pin),
+        };
+        // Open every session before any thread starts, so a wrong PIN fails here.
+        let worker_count = config.workers.max(1);
+        let sessions = (0..worker_count)
+            .map(|_| source.open())
+            .collect::<Result<Vec<_>, _>>()?;
+        token::require_mechanisms(&description)?;
+
+        let (sender, receiver) = flume::bounded::<Job>(worker_count * QUEUE_DEPTH_PER_WORKER);
+        let mut handles = Vec::with_capacity(worker_count);
+        for (index, session) in sessions.into_iter().enumerate() {
+            let worker = Worker::new(source.clone(), session);
+            let jobs = receiver.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("hsm-worker-{index}"))
+                .spawn(move || worker.run(jobs))
+                .map_err(|error| HsmError::Malformed {
+                    what: "worker thread",
+                    detail: error.to_string(),
+                })?;
+            handles.push(handle);
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                jobs: Some(sender),
+                workers: Mutex::new(handles),
+                pkcs11: Some(pkcs11),
+                description,
+                worker_count,
+            }),
+        })
+    }
+
+    /// What the token says about itself, read at start-up.
+    pub fn description(&self) -> &TokenDescription {
+        &self.inner.description
+    }
+
+    /// Number of worker sessions.
+    pub fn worker_count(&self) -> usize {
+        self.inner.worker_count
+    }
+
+    async fn submit<T, F>(
+        &self,
+        operation: &'static str,
+        retry: Retry,
+        op: F,
+    ) -> Result<T, HsmError>
+    where
+        T: Send + 'static,
+        F: Fn(&cryptoki::session::Session) -> OpResult<T> + Send + 'static,
+    {
+        let sender = self.inner.jobs.as_ref().ok_or(HsmError::ShutDown)?;
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |worker: &mut Worker| {
+            // The caller may have gone away; its answer is then not needed.
+            let _ = reply.send(worker.execute(operation, retry, &op));
+        });
+        match tokio::time::timeout(QUEUE_WAIT, sender.send_async(job)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(HsmError::ShutDown),
+            Err(_) => {
+                return Err(HsmError::Busy {
+                    capacity: sender.capacity().unwrap_or_default(),
+                });
+            }
+        }
+        answer.await.map_err(|_| HsmError::ShutDown)?
+    }
+
+    /// `len` bytes from the HSM's RNG.
+    ///
+    /// # Errors
+    /// The HSM fails or has shut down.
+    pub async fn random(&self, len: usize) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        self.submit("random", Retry::OnceAfterReopen, move |session| {
+            let mut buffer = Zeroizing::new(vec![0u8; len]);
+            ops::random(session, &mut buffer)?;
+            Ok(buffer)
+        })
+        .await
+    }
+
+    /// A new KEK from the HSM's RNG, in zeroizing host memory.
+    ///
+    /// # Security
+    /// The caller splits it and drops it; it must never be stored whole.
+    ///
+    /// # Errors
+    /// The HSM fails or has shut down.
+    pub async fn random_kek(&self) -> Result<KekBytes, HsmError> {
+        let bytes = self.random(KekBytes::LEN).await?;
+        KekBytes::try_from_slice(&bytes).map_err(|found| HsmError::Malformed {
+            what: "random bytes",
+            detail: format!("{found} bytes"),
+        })
+    }
+
+    /// Generates an ECDSA P-256 recovery key pair as session objects. Never
+    /// retried: after a lost session the caller must start again.
+    ///
+    /// # Errors
+    /// The HSM fails, or its session is lost during generation.
+    pub async fn generate_recovery_key(&self) -> Result<GeneratedKey, HsmError> {
+        self.submit("generate recovery key", Retry::Never, |session| {
+            let (public, private) = ops::generate_recovery_key(session)?;
+            match ops::p256_public_key_spki(session, public) {
+                Ok(public_key_spki) => Ok(GeneratedKey {
+                    public_key_spki,
+                    private: SigningKey(private),
+                    public: HsmObject(public),
+                }),
+                Err(failure) => {
+                    // Do not leave an unusable key pair behind.
+                    let _ = ops::destroy(session, private);
+                    let _ = ops::destroy(session, public);
+                    Err(failure)
+                }
+            }
+        })
+        .await
+    }
+
+    /// Loads `kek` as a session AES-256 key that can only wrap and unwrap.
+    ///
+    /// # Errors
+    /// The HSM refuses the key or fails.
+    pub async fn import_kek(&self, kek: KekBytes) -> Result<KekKey, HsmError> {
+        self.submit("import KEK", Retry::OnceAfterReopen, move |session| {
+            ops::import_kek(session, &kek).map(KekKey)
+        })
+        .await
+    }
+
+    /// Wraps `key` under `kek` with CKM_AES_KEY_WRAP_PAD (RFC 5649); the blob is
+    /// the PKCS#8 private key, encrypted.
+    ///
+    /// # Errors
+    /// The HSM fails or one of the objects is gone.
+    pub async fn wrap(&self, kek: KekKey, key: SigningKey) -> Result<Vec<u8>, HsmError> {
+        self.submit("wrap", Retry::OnceAfterReopen, move |session| {
+            ops::wrap(session, kek.0, key.0)
+        })
+        .await
+    }
+
+    /// Unwraps `blob` under `kek` as a sign-only, non-extractable session key.
+    ///
+    /// # Errors
+    /// [`HsmError::UnwrapFailed`] when the blob is damaged or was wrapped under
+    /// another KEK; nothing is created then.
+    pub async fn unwrap(&self, kek: KekKey, blob: Vec<u8>) -> Result<SigningKey, HsmError> {
+        self.submit("unwrap", Retry::OnceAfterReopen, move |session| {
+            ops::unwrap(session, kek.0, &blob).map(SigningKey)
+        })
+        .await
+    }
+
+    /// ECDSA P-256 signature (low-S, r‖s) over a SHA-256 digest.
+    ///
+    /// # Errors
+    /// The HSM fails or the key is gone.
+    pub async fn sign_digest(
+        &self,
+        key: SigningKey,
+        digest: [u8; 32],
+    ) -> Result<[u8; 64], HsmError> {
+        self.submit("sign", Retry::OnceAfterReopen, move |session| {
+            ops::sign_ecdsa(session, key.0, &digest)
+        })
+        .await
+    }
+
+    /// Destroys an object rkm created.
+    ///
+    /// # Errors
+    /// The HSM fails or the object is already gone.
+    pub async fn destroy(&self, object: impl Into<HsmObject>) -> Result<(), HsmError> {
+        let object = object.into();
+        self.submit("destroy", Retry::OnceAfterReopen, move |session| {
+            ops::destroy(session, object.0)
+        })
+        .await
+    }
+
+    /// The audit key, if the token has one.
+    ///
+    /// # Errors
+    /// The token holds half a key pair or several, or the HSM fails.
+    pub async fn find_audit_key(&self) -> Result<Option<AuditKey>, HsmError> {
+        self.submit("find audit key", Retry::OnceAfterReopen, |session| {
+            Ok(
+                ops::find_audit_key(session)?.map(|(private, public_key)| AuditKey {
+                    private,
+                    public_key,
+                }),
+            )
+        })
+        .await
+    }
+
+    /// The audit key, generated as a persistent, non-extractable token object
+    /// if the token has none. An existing key is never replaced.
+    ///
+    /// # Errors
+    /// The HSM fails; a session lost during generation is not retried.
+    pub async fn get_or_create_audit_key(&self) -> Result<(AuditKey, bool), HsmError> {
+        if let Some(existing) = self.find_audit_key().await? {
+            return Ok((existing, false));
+        }
+        self.submit("generate audit key", Retry::Never, ops::generate_audit_key)
+            .await?;
+        let created = self
+            .find_audit_key()
+            .await?
+            .ok_or(HsmError::ObjectMissing {
+                what: "audit key after generating it",
+            })?;
+        Ok((created, true))
+    }
+
+    /// Ed25519 signature by the audit key over `message`.
+    ///
+    /// # Errors
+    /// The HSM fails.
+    pub async fn sign_with_audit_key(
+        &self,
+        key: AuditKey,
+        message: Vec<u8>,
+    ) -> Result<[u8; 64], HsmError> {
+        self.submit("audit signature", Retry::OnceAfterReopen, move |session| {
+            ops::sign_eddsa(session, key.private, &message)
+        })
+        .await
+    }
+
+    /// Counts the session and token objects rkm's sessions can see.
+    ///
+    /// # Errors
+    /// The HSM fails.
+    pub async fn count_objects(&self) -> Result<ObjectCounts, HsmError> {
+        self.submit("count objects", Retry::OnceAfterReopen, |session| {
+            let (session_objects, token_objects) = ops::count_objects(session)?;
+            Ok(ObjectCounts {
+                session_objects,
+                token_objects,
+            })
+        })
+        .await
+    }
+}
+
+impl Drop for Inner {
+    /// Stops the workers (closing their sessions, which destroys any session
+    /// object left) and finalizes PKCS#11.
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        let handles = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        for handle in handles {
+            if handle.join().is_err() {
+                tracing::error!("an HSM worker panicked");
+            }
+        }
+        if let Some(pkcs11) = self.pkcs11.take() {
+            if let Err(error) = pkcs11.finalize() {
+                tracing::warn!(%error, "C_Finalize failed at shutdown");
+            }
+        }
+    }
+}

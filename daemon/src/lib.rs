@@ -1,0 +1,6 @@
+//! rkmd, the recovery key manager daemon: API → ceremony → (hsm, store, audit).
+
+#![forbid(unsafe_code)]
+
+pub mod hsm;
+pub mod secrets;

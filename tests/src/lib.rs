@@ -1,0 +1,19 @@
+//! Fixtures for rkm's tests: fresh SoftHSM2 tokens in their own directories,
+//! and the real `rkmd` daemon started against one, stopped when dropped.
+
+#![deny(unsafe_code)]
+
+pub mod env;
+pub mod token;
+
+pub use token::SoftHsmToken;
+
+use std::path::PathBuf;
+
+/// The workspace root (where `Cargo.toml` and `softhsm-config/` are).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_owned()
+}
