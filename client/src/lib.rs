@@ -1,1 +1,9 @@
-//! placeholder
+//! rkm, the client of custodians, operators and auditors: connecting to rkmd,
+//! the commands, and exit codes that scripts can rely on.
+
+#![forbid(unsafe_code)]
+
+pub mod commands;
+pub mod connect;
+pub mod exit;
+pub mod output;

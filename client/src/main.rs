@@ -1,1 +1,62 @@
-fn main() {}
+//! `rkm`: the command line of key custodians, operators and auditors.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rkm_client::commands;
+use rkm_client::connect::Target;
+use rkm_client::exit::{Exit, classify};
+use rkm_client::output::OutputFormat;
+
+/// rkm talks to rkmd, the HSM-backed recovery key manager.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    /// rkmd's Unix socket [default: $RKM_STATE_DIR/rkmd.sock, else /var/lib/rkm/rkmd.sock].
+    #[arg(long, env = "RKM_SOCKET", global = true)]
+    socket: Option<PathBuf>,
+    /// rkmd's loopback TCP address instead of the socket, e.g. http://127.0.0.1:7443.
+    #[arg(long, env = "RKM_ENDPOINT", global = true, conflicts_with = "socket")]
+    endpoint: Option<String>,
+    /// Print for people (text) or programs (json).
+    #[arg(long, short, value_enum, default_value = "text", global = true)]
+    output: OutputFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show what rkmd runs on: token, mechanisms, audit key, record counts.
+    Status,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("rkm: cannot start the async runtime: {error}");
+            return Exit::Failure.into();
+        }
+    };
+    let target = Target::resolve(cli.socket, cli.endpoint);
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Status => commands::status::run(&target, cli.output).await,
+        }
+    });
+    match result {
+        Ok(()) => Exit::Success.into(),
+        Err(error) => {
+            eprintln!("rkm: {error:#}");
+            classify(&error).into()
+        }
+    }
+}

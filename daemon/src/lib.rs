@@ -2,5 +2,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod config;
+pub mod error;
 pub mod hsm;
+pub mod process;
 pub mod secrets;
+pub mod server;
+pub mod startup;
+pub mod store;

@@ -3,9 +3,11 @@
 
 #![deny(unsafe_code)]
 
+pub mod daemon;
 pub mod env;
 pub mod token;
 
+pub use daemon::{Daemon, DaemonBuilder};
 pub use token::SoftHsmToken;
 
 use std::path::PathBuf;

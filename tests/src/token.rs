@@ -60,6 +60,10 @@ impl SoftHsmToken {
         };
         token.init_token(label)?;
         std::fs::write(token.pin_file(), &token.user_pin)?;
+        std::fs::set_permissions(
+            token.pin_file(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )?;
         Ok(token)
     }
 

@@ -149,10 +149,14 @@ pub fn open_logged_in_session(
 pub fn describe(pkcs11: &Pkcs11, slot: Slot) -> Result<TokenDescription, HsmError> {
     let token = pkcs11.get_token_info(slot)?;
     let library = pkcs11.get_library_info()?;
-    let present = pkcs11.get_mechanism_list(slot)?;
+    // One query per mechanism rather than C_GetMechanismList: the list holds
+    // vendor mechanisms that the binding cannot name and logs as errors.
     let mechanisms = REQUIRED_MECHANISMS
         .iter()
-        .map(|required| (*required, present.contains(&required.mechanism)))
+        .map(|required| {
+            let present = pkcs11.get_mechanism_info(slot, required.mechanism).is_ok();
+            (*required, present)
+        })
         .collect();
     Ok(TokenDescription {
         label: token.label().trim_end().to_owned(),

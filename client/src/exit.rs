@@ -1,0 +1,67 @@
+//! Exit codes that scripts can rely on, and the hint printed with each.
+
+use std::process::ExitCode;
+
+use tonic::Code;
+
+use crate::connect::ConnectError;
+
+/// Documented exit codes of `rkm` (README, "Exit codes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    Success = 0,
+    Failure = 1,
+    Usage = 2,
+    Unavailable = 3,
+    PermissionDenied = 4,
+    NotFound = 5,
+    Refused = 6,
+    VerificationFailed = 7,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// The exit code for an error that ended a command.
+pub fn classify(error: &anyhow::Error) -> Exit {
+    for cause in error.chain() {
+        if cause.downcast_ref::<ConnectError>().is_some() {
+            return Exit::Unavailable;
+        }
+        if let Some(RpcError(status)) = cause.downcast_ref::<RpcError>() {
+            return match status.code() {
+                Code::Unavailable | Code::DeadlineExceeded => Exit::Unavailable,
+                Code::PermissionDenied | Code::Unauthenticated => Exit::PermissionDenied,
+                Code::NotFound => Exit::NotFound,
+                Code::InvalidArgument | Code::FailedPrecondition | Code::AlreadyExists => {
+                    Exit::Refused
+                }
+                _ => Exit::Failure,
+            };
+        }
+    }
+    Exit::Failure
+}
+
+/// A gRPC error from rkmd, shown as its message (not tonic's debug form) and
+/// kept whole so that [`classify`] can read its code.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.message())]
+pub struct RpcError(pub tonic::Status);
+
+/// Turns a gRPC result into an `anyhow` result with context.
+pub trait RpcResultExt<T> {
+    /// # Errors
+    /// The call failed; the error says `doing` and rkmd's message.
+    fn rpc(self, doing: &'static str) -> anyhow::Result<T>;
+}
+
+impl<T> RpcResultExt<T> for Result<T, tonic::Status> {
+    fn rpc(self, doing: &'static str) -> anyhow::Result<T> {
+        self.map_err(|status| anyhow::Error::new(RpcError(status)).context(doing))
+    }
+}

@@ -1,0 +1,66 @@
+//! `SystemService`: what this rkmd runs on, for operators and monitoring.
+
+use rkm_proto::fingerprint::{fingerprint, signed_note_verifier_key};
+use rkm_proto::v1::system_service_server::SystemService;
+use rkm_proto::v1::{
+    AuditKeyStatus, GetStatusRequest, GetStatusResponse, MechanismStatus, RecordCount, TokenStatus,
+};
+use tonic::{Request, Response, Status};
+
+use super::store_status;
+use crate::hsm::{AuditKey, Hsm};
+use crate::store::Store;
+
+/// Serves [`SystemService`].
+#[derive(Debug, Clone)]
+pub struct SystemApi {
+    pub hsm: Hsm,
+    pub store: Store,
+    pub audit_key: AuditKey,
+    pub audit_origin: String,
+    pub started_at_unix: u64,
+}
+
+#[tonic::async_trait]
+impl SystemService for SystemApi {
+    #[tracing::instrument(skip_all)]
+    async fn get_status(
+        &self,
+        _request: Request<GetStatusRequest>,
+    ) -> Result<Response<GetStatusResponse>, Status> {
+        let token = self.hsm.description();
+        let counts = self.store.counts().await.map_err(store_status)?;
+        let public_key = self.audit_key.public_key;
+        Ok(Response::new(GetStatusResponse {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            token: Some(TokenStatus {
+                label: token.label.clone(),
+                manufacturer: token.manufacturer.clone(),
+                model: token.model.clone(),
+                serial_number: token.serial_number.clone(),
+                library_description: token.library_description.clone(),
+                library_version: token.library_version.clone(),
+            }),
+            mechanisms: token
+                .mechanisms
+                .iter()
+                .map(|(mechanism, present)| MechanismStatus {
+                    name: mechanism.name.to_owned(),
+                    purpose: mechanism.purpose.to_owned(),
+                    present: *present,
+                })
+                .collect(),
+            audit_key: Some(AuditKeyStatus {
+                public_key: public_key.to_vec(),
+                fingerprint: fingerprint(&public_key),
+                verifier_key: signed_note_verifier_key(&self.audit_origin, &public_key),
+            }),
+            counts: counts
+                .into_iter()
+                .map(|(kind, count)| RecordCount { kind, count })
+                .collect(),
+            started_at_unix: self.started_at_unix,
+            hsm_workers: u32::try_from(self.hsm.worker_count()).unwrap_or(u32::MAX),
+        }))
+    }
+}

@@ -1,0 +1,432 @@
+//! rkmd's settings: one TOML file, every setting also from an `RKM_*`
+//! environment variable (the environment wins). The HSM PIN comes from a file
+//! or the environment only, never from the command line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::secrets::UserPin;
+
+/// Environment variable that holds the HSM user PIN itself.
+pub const PIN_ENV: &str = "RKM_HSM_PIN";
+
+/// Errors in rkmd's configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration file {}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("{env}={value:?} is not a valid {key}: {reason}")]
+    Env {
+        env: &'static str,
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error(
+        "no HSM PIN: set hsm.pin_file (RKM_HSM_PIN_FILE) to a file that holds it, or RKM_HSM_PIN"
+    )]
+    PinMissing,
+    #[error("cannot read the HSM PIN file {}: {source}", path.display())]
+    PinFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the HSM PIN file {} is readable by other users (mode {mode:o}); run chmod 600 on it", path.display())]
+    PinFileExposed { path: PathBuf, mode: u32 },
+    #[error("the HSM PIN is empty; put the PIN in {source_name}")]
+    PinEmpty { source_name: String },
+    #[error(
+        "listen.tcp {addr} is not a loopback address: remote access needs TLS with client certificates, which this rkmd does not offer yet; listen on 127.0.0.1 or ::1, or use the Unix socket"
+    )]
+    TcpNotLoopback { addr: SocketAddr },
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// All of rkmd's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Directory of the database and, by default, the socket.
+    pub state_dir: PathBuf,
+    pub hsm: HsmSettings,
+    pub listen: ListenSettings,
+    pub audit: AuditSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HsmSettings {
+    /// Path of the PKCS#11 module.
+    pub module: PathBuf,
+    /// Label of the token (tokens are found by label, never by slot).
+    pub token_label: String,
+    /// File that holds the user PIN.
+    pub pin_file: Option<PathBuf>,
+    /// Number of HSM worker sessions.
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenSettings {
+    /// Unix socket path; defaults to `<state_dir>/rkmd.sock`.
+    pub socket: Option<PathBuf>,
+    /// Optional loopback TCP address.
+    pub tcp: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Origin line of checkpoints and name of the audit key in signed notes.
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `rkm_daemon=debug,info`.
+    pub level: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("/var/lib/rkm"),
+            hsm: HsmSettings::default(),
+            listen: ListenSettings::default(),
+            audit: AuditSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+impl Default for HsmSettings {
+    fn default() -> Self {
+        Self {
+            module: PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"),
+            token_label: "rkm".to_owned(),
+            pin_file: None,
+            workers: std::thread::available_parallelism().map_or(2, usize::from),
+        }
+    }
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            origin: "rkm.local/audit".to_owned(),
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// One setting: its TOML key, its environment variable and what it does. The
+/// single list behind both the environment overrides and `rkmd --help`.
+pub struct SettingDoc {
+    pub key: &'static str,
+    pub env: &'static str,
+    pub help: &'static str,
+}
+
+pub const SETTINGS: &[SettingDoc] = &[
+    SettingDoc {
+        key: "state_dir",
+        env: "RKM_STATE_DIR",
+        help: "directory of the database and socket [/var/lib/rkm]",
+    },
+    SettingDoc {
+        key: "hsm.module",
+        env: "RKM_HSM_MODULE",
+        help: "PKCS#11 module [/usr/lib/softhsm/libsofthsm2.so]",
+    },
+    SettingDoc {
+        key: "hsm.token_label",
+        env: "RKM_HSM_TOKEN_LABEL",
+        help: "label of the HSM token [rkm]",
+    },
+    SettingDoc {
+        key: "hsm.pin_file",
+        env: "RKM_HSM_PIN_FILE",
+        help: "file holding the user PIN (mode 0600); or set RKM_HSM_PIN",
+    },
+    SettingDoc {
+        key: "hsm.workers",
+        env: "RKM_HSM_WORKERS",
+        help: "HSM worker sessions [number of cores]",
+    },
+    SettingDoc {
+        key: "listen.socket",
+        env: "RKM_LISTEN_SOCKET",
+        help: "Unix socket, mode 0600 [<state_dir>/rkmd.sock]",
+    },
+    SettingDoc {
+        key: "listen.tcp",
+        env: "RKM_LISTEN_TCP",
+        help: "extra loopback TCP address, e.g. 127.0.0.1:7443 [off]",
+    },
+    SettingDoc {
+        key: "audit.origin",
+        env: "RKM_AUDIT_ORIGIN",
+        help: "checkpoint origin and audit key name [rkm.local/audit]",
+    },
+    SettingDoc {
+        key: "log.format",
+        env: "RKM_LOG_FORMAT",
+        help: "text or json [text]",
+    },
+    SettingDoc {
+        key: "log.level",
+        env: "RKM_LOG_LEVEL",
+        help: "tracing filter, e.g. info or rkm_daemon=debug [info]",
+    },
+];
+
+/// Text for `rkmd --help` listing every setting and its variable.
+pub fn settings_help() -> String {
+    let mut help = String::from(
+        "Settings (TOML file given with --config or RKM_CONFIG; each also from the environment, which wins):\n",
+    );
+    for setting in SETTINGS {
+        help.push_str(&format!(
+            "  {:<18} {:<22} {}\n",
+            setting.key, setting.env, setting.help
+        ));
+    }
+    help.push_str(&format!(
+        "  {:<18} {:<22} the HSM user PIN itself (never a command-line argument)\n",
+        "", PIN_ENV
+    ));
+    help
+}
+
+impl Settings {
+    /// Reads `path` (if given) and applies the `RKM_*` environment.
+    ///
+    /// # Errors
+    /// The file cannot be read or parsed, or a variable has a bad value.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut settings = match path {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        settings.apply_env(|name| std::env::var(name).ok())?;
+        Ok(settings)
+    }
+
+    /// Parses a TOML configuration file.
+    ///
+    /// # Errors
+    /// The file cannot be read or is not valid rkmd TOML.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|error| ConfigError::Parse {
+            path: path.to_owned(),
+            message: error.to_string(),
+        })
+    }
+
+    /// Overrides settings from variables that `lookup` finds.
+    ///
+    /// # Errors
+    /// A variable has a value that is not valid for its setting.
+    pub fn apply_env(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        for setting in SETTINGS {
+            let Some(value) = lookup(setting.env) else {
+                continue;
+            };
+            let invalid = |reason: String| ConfigError::Env {
+                env: setting.env,
+                key: setting.key,
+                value: value.clone(),
+                reason,
+            };
+            match setting.key {
+                "state_dir" => self.state_dir = PathBuf::from(&value),
+                "hsm.module" => self.hsm.module = PathBuf::from(&value),
+                "hsm.token_label" => self.hsm.token_label = value.clone(),
+                "hsm.pin_file" => self.hsm.pin_file = Some(PathBuf::from(&value)),
+                "hsm.workers" => {
+                    self.hsm.workers = value
+                        .parse()
+                        .ok()
+                        .filter(|workers| *workers > 0)
+                        .ok_or_else(|| invalid("expected a whole number above 0".to_owned()))?;
+                }
+                "listen.socket" => self.listen.socket = Some(PathBuf::from(&value)),
+                "listen.tcp" => {
+                    self.listen.tcp = Some(value.parse().map_err(|e| invalid(format!("{e}")))?);
+                }
+                "audit.origin" => self.audit.origin = value.clone(),
+                "log.format" => {
+                    self.log.format = match value.as_str() {
+                        "text" => LogFormat::Text,
+                        "json" => LogFormat::Json,
+                        _ => return Err(invalid("expected text or json".to_owned())),
+                    };
+                }
+                "log.level" => self.log.level = value.clone(),
+                other => unreachable!("setting {other} has no override"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The Unix socket path.
+    pub fn socket_path(&self) -> PathBuf {
+        self.listen
+            .socket
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("rkmd.sock"))
+    }
+
+    /// Checks settings that parse but cannot be served safely.
+    ///
+    /// # Errors
+    /// A TCP listener on a non-loopback address.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.listen.tcp {
+            Some(addr) if !addr.ip().is_loopback() => Err(ConfigError::TcpNotLoopback { addr }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The HSM user PIN, from `RKM_HSM_PIN` or `hsm.pin_file`.
+    ///
+    /// # Errors
+    /// Neither is set, the file cannot be read or is readable by others, or
+    /// the PIN is empty.
+    pub fn read_pin(&self) -> Result<UserPin, ConfigError> {
+        if let Ok(value) = std::env::var(PIN_ENV) {
+            let pin = UserPin::from_env_value(value);
+            if pin.is_empty() {
+                return Err(ConfigError::PinEmpty {
+                    source_name: PIN_ENV.to_owned(),
+                });
+            }
+            return Ok(pin);
+        }
+        let path = self.hsm.pin_file.as_ref().ok_or(ConfigError::PinMissing)?;
+        let metadata = std::fs::metadata(path).map_err(|source| ConfigError::PinFile {
+            path: path.clone(),
+            source,
+        })?;
+        let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o777;
+        if mode & 0o007 != 0 {
+            return Err(ConfigError::PinFileExposed {
+                path: path.clone(),
+                mode,
+            });
+        }
+        let pin = UserPin::from_file(path).map_err(|source| ConfigError::PinFile {
+            path: path.clone(),
+            source,
+        })?;
+        if pin.is_empty() {
+            return Err(ConfigError::PinEmpty {
+                source_name: path.display().to_string(),
+            });
+        }
+        Ok(pin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_sets_every_section() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("rkmd.example.toml");
+        let settings = Settings::from_file(&path).unwrap();
+        assert_eq!(settings.state_dir, PathBuf::from("/var/lib/rkm"));
+        assert_eq!(settings.hsm.token_label, "rkm");
+        assert_eq!(
+            settings.hsm.pin_file,
+            Some(PathBuf::from("/etc/rkm/hsm.pin"))
+        );
+        assert_eq!(settings.listen.tcp, Some("127.0.0.1:7443".parse().unwrap()));
+        assert_eq!(settings.log.format, LogFormat::Text);
+        settings.validate().unwrap();
+    }
+
+    #[test]
+    fn environment_overrides_the_file_for_every_setting() {
+        let mut settings = Settings::default();
+        let values = |name: &str| -> Option<String> {
+            Some(
+                match name {
+                    "RKM_HSM_WORKERS" => "3",
+                    "RKM_LISTEN_TCP" => "127.0.0.1:9000",
+                    "RKM_LOG_FORMAT" => "json",
+                    other => other,
+                }
+                .to_owned(),
+            )
+        };
+        settings.apply_env(values).unwrap();
+        assert_eq!(settings.state_dir, PathBuf::from("RKM_STATE_DIR"));
+        assert_eq!(settings.hsm.token_label, "RKM_HSM_TOKEN_LABEL");
+        assert_eq!(settings.hsm.workers, 3);
+        assert_eq!(settings.log.format, LogFormat::Json);
+        assert_eq!(settings.audit.origin, "RKM_AUDIT_ORIGIN");
+    }
+
+    #[test]
+    fn bad_environment_value_names_the_variable() {
+        let mut settings = Settings::default();
+        let error = settings
+            .apply_env(|name| (name == "RKM_HSM_WORKERS").then(|| "many".to_owned()))
+            .unwrap_err();
+        assert!(error.to_string().contains("RKM_HSM_WORKERS"), "{error}");
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rkmd.toml");
+        std::fs::write(&path, "[hsm]\nmodul = \"/x.so\"\n").unwrap();
+        let error = Settings::from_file(&path).unwrap_err();
+        assert!(error.to_string().contains("modul"), "{error}");
+    }
+
+    #[test]
+    fn remote_tcp_listener_is_refused_until_tls_exists() {
+        let mut settings = Settings::default();
+        settings.listen.tcp = Some("0.0.0.0:7443".parse().unwrap());
+        assert!(matches!(
+            settings.validate(),
+            Err(ConfigError::TcpNotLoopback { .. })
+        ));
+    }
+}

@@ -1,0 +1,44 @@
+//! The daemon's top-level error: each module's error converted once.
+
+use std::path::PathBuf;
+
+use crate::config::ConfigError;
+use crate::hsm::HsmError;
+use crate::process::HardeningError;
+use crate::store::StoreError;
+
+/// Why `rkmd init` or `rkmd serve` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Hsm(#[from] HsmError),
+    #[error(transparent)]
+    Hardening(#[from] HardeningError),
+    #[error("the state directory {} is not initialised; run `rkmd init` first", state_dir.display())]
+    NotInitialised { state_dir: PathBuf },
+    #[error(
+        "token {label:?} has no rkm audit key; rkmd is pointed at the wrong token, or run `rkmd init`"
+    )]
+    AuditKeyMissing { label: String },
+    #[error(
+        "token {label:?} holds audit key {token_fingerprint}, but this database was initialised with audit key {store_fingerprint}: rkmd is pointed at the wrong token or the wrong state directory"
+    )]
+    AuditKeyMismatch {
+        label: String,
+        token_fingerprint: String,
+        store_fingerprint: String,
+    },
+    #[error("another rkmd is listening on {}; stop it first", path.display())]
+    SocketInUse { path: PathBuf },
+    #[error("cannot listen on {what}: {source}")]
+    Listen {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("the gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}

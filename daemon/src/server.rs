@@ -1,0 +1,159 @@
+//! `rkmd serve`: the gRPC services on a Unix socket (mode 0600) and optionally
+//! a loopback TCP port, until SIGTERM or SIGINT.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rkm_proto::v1::system_service_server::SystemServiceServer;
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::service::Routes;
+use tonic::transport::Server;
+
+use crate::api::system::SystemApi;
+use crate::config::Settings;
+use crate::error::DaemonError;
+use crate::startup;
+
+/// Serves until a shutdown signal; returns after the HSM is finalized.
+///
+/// # Errors
+/// Start-up fails (configuration, store, HSM, socket) or the server fails.
+pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
+    let (store, hsm) = startup::open(&settings).await?;
+    let audit_key = startup::bound_audit_key(&settings, &store, &hsm).await?;
+    let system = SystemApi {
+        hsm: hsm.clone(),
+        store: store.clone(),
+        audit_key,
+        audit_origin: settings.audit.origin.clone(),
+        started_at_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs()),
+    };
+    let routes = routes(system).await;
+
+    let socket_path = settings.socket_path();
+    let unix = bind_unix_socket(&socket_path)?;
+    let (stop_sender, stop) = watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    servers.spawn(
+        Server::builder()
+            .add_routes(routes.clone())
+            .serve_with_incoming_shutdown(UnixListenerStream::new(unix), stopped(stop.clone())),
+    );
+    if let Some(addr) = settings.listen.tcp {
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| DaemonError::Listen {
+                what: addr.to_string(),
+                source,
+            })?;
+        servers.spawn(
+            Server::builder()
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(tcp), stopped(stop.clone())),
+        );
+        tracing::info!(%addr, "listening on loopback TCP");
+    }
+    tracing::info!(
+        socket = %socket_path.display(),
+        token = %hsm.description().label,
+        workers = hsm.worker_count(),
+        "rkmd serving"
+    );
+
+    let signal = shutdown_signal();
+    let mut result = Ok(());
+    tokio::select! {
+        name = signal => tracing::info!(signal = name, "shutting down"),
+        Some(ended) = servers.join_next() => {
+            result = ended.map_err(|_| DaemonError::Listen { what: "server task".into(), source: std::io::Error::other("panicked") })
+                .and_then(|served| served.map_err(DaemonError::from));
+        }
+    }
+    let _ = stop_sender.send(true);
+    while let Some(ended) = servers.join_next().await {
+        if let Ok(Err(error)) = ended {
+            tracing::warn!(%error, "server ended with an error during shutdown");
+        }
+    }
+    remove_socket(&socket_path);
+    drop(store);
+    // The last handle finalizes PKCS#11 when dropped; do it off the executor.
+    tokio::task::spawn_blocking(move || drop(hsm)).await.ok();
+    tracing::info!("rkmd stopped; HSM sessions closed and PKCS#11 finalized");
+    result
+}
+
+async fn routes(system: SystemApi) -> Routes {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<SystemServiceServer<SystemApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(rkm_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the embedded descriptor sets are valid");
+    let mut routes = Routes::builder();
+    routes
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(SystemServiceServer::new(system));
+    routes.routes()
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    // An error means the sender is gone, which also means stop.
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop rkmd with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    }
+}
+
+/// Binds the socket so that only this user can connect: the umask is set
+/// around `bind`, so no other user ever sees a wider mode.
+fn bind_unix_socket(path: &Path) -> Result<UnixListener, DaemonError> {
+    let listen_error = |source| DaemonError::Listen {
+        what: path.display().to_string(),
+        source,
+    };
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(DaemonError::SocketInUse {
+                path: path.to_owned(),
+            });
+        }
+        std::fs::remove_file(path).map_err(listen_error)?;
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(listen_error)?;
+    }
+    let previous = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+    let bound = UnixListener::bind(path);
+    rustix::process::umask(previous);
+    let listener = bound.map_err(listen_error)?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(listen_error)?;
+    Ok(listener)
+}
+
+fn remove_socket(path: &PathBuf) {
+    if let Err(error) = std::fs::remove_file(path) {
+        tracing::debug!(%error, "removing the socket at shutdown");
+    }
+}

@@ -1,0 +1,261 @@
+//! The daemon's SQLite store in the state directory: WAL, `synchronous=FULL`,
+//! migrations from day one, and one writer (one connection behind a lock, and
+//! an exclusive lock file so that a second rkmd cannot open the same state).
+
+mod migrations;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+/// File name of the database inside the state directory.
+pub const DATABASE_FILE: &str = "rkm.sqlite3";
+const LOCK_FILE: &str = "rkmd.lock";
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create or open the state directory {}: {source}", path.display())]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("another rkmd is using the state directory {}; stop it first", path.display())]
+    Locked { path: PathBuf },
+    #[error("database {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "database {} has schema version {found}, newer than this rkmd knows ({known}); run a newer rkmd",
+        path.display()
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: usize,
+        known: usize,
+    },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the store's worker thread failed")]
+    Worker,
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    connection: Arc<Mutex<Connection>>,
+    path: PathBuf,
+    _lock: Arc<File>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `state_dir` and migrates it.
+    ///
+    /// # Errors
+    /// The directory cannot be created, another rkmd holds it, or SQLite fails.
+    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        let dir_error = |source| StoreError::StateDir {
+            path: state_dir.to_owned(),
+            source,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(state_dir)
+            .map_err(dir_error)?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(state_dir.join(LOCK_FILE))
+            .map_err(dir_error)?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |_| StoreError::Locked {
+                path: state_dir.to_owned(),
+            },
+        )?;
+
+        let path = state_dir.join(DATABASE_FILE);
+        let open_error = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let mut connection = Connection::open(&path).map_err(open_error)?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 PRAGMA foreign_keys = ON;
+                 PRAGMA busy_timeout = 5000;",
+            )
+            .map_err(open_error)?;
+        migrate(&mut connection, &path)?;
+        Ok(Self {
+            connection: Arc::new(Mutex::new(connection)),
+            path,
+            _lock: Arc::new(lock),
+        })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `work` with the connection on a blocking thread.
+    ///
+    /// # Errors
+    /// Whatever `work` returns, or [`StoreError::Worker`] if it panicked.
+    pub async fn with<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let connection = self.connection.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut connection = connection.lock().unwrap_or_else(|e| e.into_inner());
+            work(&mut connection)
+        })
+        .await
+        .map_err(|_| StoreError::Worker)?
+    }
+
+    /// A value of the `meta` table.
+    ///
+    /// # Errors
+    /// SQLite fails.
+    pub async fn meta(&self, key: &'static str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with(move |connection| {
+            Ok(connection
+                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+                    row.get(0)
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    /// Sets a value of the `meta` table.
+    ///
+    /// # Errors
+    /// SQLite fails.
+    pub async fn set_meta(&self, key: &'static str, value: Vec<u8>) -> Result<(), StoreError> {
+        self.with(move |connection| {
+            connection.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Row counts of the record tables, by kind, for status reports.
+    ///
+    /// # Errors
+    /// SQLite fails.
+    pub async fn counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.with(|connection| {
+            let tables: Vec<String> = connection
+                .prepare(
+                    "SELECT name FROM sqlite_schema
+                     WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'meta'
+                     ORDER BY name",
+                )?
+                .query_map([], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            tables
+                .into_iter()
+                .map(|table| {
+                    let count: i64 = connection.query_row(
+                        &format!("SELECT COUNT(*) FROM \"{table}\""),
+                        [],
+                        |row| row.get(0),
+                    )?;
+                    Ok((table, u64::try_from(count).unwrap_or_default()))
+                })
+                .collect()
+        })
+        .await
+    }
+}
+
+use std::os::unix::fs::DirBuilderExt as _;
+
+fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let known = migrations::MIGRATIONS.len();
+    let version: usize = connection
+        .query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0))
+        .map(|v| usize::try_from(v).unwrap_or(usize::MAX))?;
+    if version > known {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_owned(),
+            found: version,
+            known,
+        });
+    }
+    for (index, migration) in migrations::MIGRATIONS.iter().enumerate().skip(version) {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(migration)?;
+        transaction.pragma_update(None, "user_version", index + 1)?;
+        transaction.commit()?;
+        tracing::info!(version = index + 1, "database migrated");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn open_migrates_and_keeps_meta_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .set_meta("audit_public_key", vec![1, 2, 3])
+            .await
+            .unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.meta("audit_public_key").await.unwrap(),
+            Some(vec![1, 2, 3])
+        );
+        let mode: String = store
+            .with(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn second_open_of_the_same_state_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path()).unwrap();
+        let second = Store::open(dir.path()).unwrap_err();
+        assert!(matches!(second, StoreError::Locked { .. }), "{second}");
+    }
+
+    #[test]
+    fn newer_schema_is_refused_with_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let connection = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        connection.pragma_update(None, "user_version", 99).unwrap();
+        drop(connection);
+        let error = Store::open(dir.path()).unwrap_err();
+        assert!(error.to_string().contains("99"), "{error}");
+    }
+}
