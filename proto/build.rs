@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["rkm/v1/system.proto"];
+    let protos = ["rkm/v1/system.proto", "rkm/v1/audit.proto"];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

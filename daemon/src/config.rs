@@ -65,7 +65,17 @@ pub struct Settings {
     pub hsm: HsmSettings,
     pub listen: ListenSettings,
     pub audit: AuditSettings,
+    pub store: StoreSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// Largest size of the database in MiB (0: no limit). At the limit every
+    /// state-changing action is refused, because its audit entry cannot be
+    /// written.
+    pub max_size_mb: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -95,6 +105,10 @@ pub struct ListenSettings {
 pub struct AuditSettings {
     /// Origin line of checkpoints and name of the audit key in signed notes.
     pub origin: String,
+    /// Longest time from an entry to the signed checkpoint that covers it.
+    pub checkpoint_interval_ms: u64,
+    /// Most entries committed together with one fsync.
+    pub max_batch: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,6 +126,7 @@ impl Default for Settings {
             hsm: HsmSettings::default(),
             listen: ListenSettings::default(),
             audit: AuditSettings::default(),
+            store: StoreSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -132,6 +147,8 @@ impl Default for AuditSettings {
     fn default() -> Self {
         Self {
             origin: "rkm.local/audit".to_owned(),
+            checkpoint_interval_ms: 2000,
+            max_batch: 256,
         }
     }
 }
@@ -195,6 +212,21 @@ pub const SETTINGS: &[SettingDoc] = &[
         help: "checkpoint origin and audit key name [rkm.local/audit]",
     },
     SettingDoc {
+        key: "audit.checkpoint_interval_ms",
+        env: "RKM_AUDIT_CHECKPOINT_INTERVAL_MS",
+        help: "longest wait from an entry to its signed checkpoint [2000]",
+    },
+    SettingDoc {
+        key: "audit.max_batch",
+        env: "RKM_AUDIT_MAX_BATCH",
+        help: "most audit entries committed with one fsync [256]",
+    },
+    SettingDoc {
+        key: "store.max_size_mb",
+        env: "RKM_STORE_MAX_SIZE_MB",
+        help: "database size limit in MiB; at it, actions are refused [0: none]",
+    },
+    SettingDoc {
         key: "log.format",
         env: "RKM_LOG_FORMAT",
         help: "text or json [text]",
@@ -213,12 +245,12 @@ pub fn settings_help() -> String {
     );
     for setting in SETTINGS {
         help.push_str(&format!(
-            "  {:<18} {:<22} {}\n",
+            "  {:<29} {:<33} {}\n",
             setting.key, setting.env, setting.help
         ));
     }
     help.push_str(&format!(
-        "  {:<18} {:<22} the HSM user PIN itself (never a command-line argument)\n",
+        "  {:<29} {:<33} the HSM user PIN itself (never a command-line argument)\n",
         "", PIN_ENV
     ));
     help
@@ -288,6 +320,20 @@ impl Settings {
                     self.listen.tcp = Some(value.parse().map_err(|e| invalid(format!("{e}")))?);
                 }
                 "audit.origin" => self.audit.origin = value.clone(),
+                "audit.checkpoint_interval_ms" => {
+                    self.audit.checkpoint_interval_ms =
+                        value.parse().map_err(|e| invalid(format!("{e}")))?;
+                }
+                "audit.max_batch" => {
+                    self.audit.max_batch = value
+                        .parse()
+                        .ok()
+                        .filter(|batch| *batch > 0)
+                        .ok_or_else(|| invalid("expected a whole number above 0".to_owned()))?;
+                }
+                "store.max_size_mb" => {
+                    self.store.max_size_mb = value.parse().map_err(|e| invalid(format!("{e}")))?;
+                }
                 "log.format" => {
                     self.log.format = match value.as_str() {
                         "text" => LogFormat::Text,
@@ -300,6 +346,17 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// Settings of the audit log.
+    pub fn audit_config(&self) -> crate::audit::AuditConfig {
+        crate::audit::AuditConfig {
+            origin: self.audit.origin.clone(),
+            checkpoint_interval: std::time::Duration::from_millis(
+                self.audit.checkpoint_interval_ms,
+            ),
+            max_batch: self.audit.max_batch,
+        }
     }
 
     /// The Unix socket path.
@@ -377,6 +434,8 @@ mod tests {
         );
         assert_eq!(settings.listen.tcp, Some("127.0.0.1:7443".parse().unwrap()));
         assert_eq!(settings.log.format, LogFormat::Text);
+        assert_eq!(settings.audit.checkpoint_interval_ms, 2000);
+        assert_eq!(settings.store.max_size_mb, 0);
         settings.validate().unwrap();
     }
 
@@ -389,6 +448,9 @@ mod tests {
                     "RKM_HSM_WORKERS" => "3",
                     "RKM_LISTEN_TCP" => "127.0.0.1:9000",
                     "RKM_LOG_FORMAT" => "json",
+                    "RKM_AUDIT_CHECKPOINT_INTERVAL_MS" => "500",
+                    "RKM_AUDIT_MAX_BATCH" => "8",
+                    "RKM_STORE_MAX_SIZE_MB" => "64",
                     other => other,
                 }
                 .to_owned(),
@@ -400,6 +462,9 @@ mod tests {
         assert_eq!(settings.hsm.workers, 3);
         assert_eq!(settings.log.format, LogFormat::Json);
         assert_eq!(settings.audit.origin, "RKM_AUDIT_ORIGIN");
+        assert_eq!(settings.audit.checkpoint_interval_ms, 500);
+        assert_eq!(settings.audit.max_batch, 8);
+        assert_eq!(settings.store.max_size_mb, 64);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::audit::AuditError;
 use crate::config::ConfigError;
 use crate::hsm::HsmError;
 use crate::process::HardeningError;
@@ -18,6 +19,8 @@ pub enum DaemonError {
     Hsm(#[from] HsmError),
     #[error(transparent)]
     Hardening(#[from] HardeningError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     #[error("the state directory {} is not initialised; run `rkmd init` first", state_dir.display())]
     NotInitialised { state_dir: PathBuf },
     #[error(

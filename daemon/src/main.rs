@@ -69,7 +69,7 @@ fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
 
 async fn init(settings: Settings) -> anyhow::Result<()> {
     let (store, hsm) = startup::open(&settings).await?;
-    let initialised = startup::initialise(&store, &hsm).await?;
+    let initialised = startup::initialise(&settings, &store, &hsm).await?;
     let public_key = initialised.audit_key.public_key;
     let status = if initialised.created {
         "created in the HSM"
@@ -89,6 +89,10 @@ async fn init(settings: Settings) -> anyhow::Result<()> {
     println!(
         "  verifier key:  {}",
         signed_note_verifier_key(&settings.audit.origin, &public_key)
+    );
+    println!(
+        "audit log:       {} entries, checkpoint root {}",
+        initialised.checkpoint.size, initialised.checkpoint.root
     );
     drop(store);
     tokio::task::spawn_blocking(move || drop(hsm)).await.ok();

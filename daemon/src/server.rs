@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use rkm_proto::v1::audit_service_server::AuditServiceServer;
 use rkm_proto::v1::system_service_server::SystemServiceServer;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
@@ -11,7 +12,9 @@ use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::service::Routes;
 use tonic::transport::Server;
 
+use crate::api::audit::AuditApi;
 use crate::api::system::SystemApi;
+use crate::audit::{AuditLog, Event};
 use crate::config::Settings;
 use crate::error::DaemonError;
 use crate::startup;
@@ -23,6 +26,28 @@ use crate::startup;
 pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
     let (store, hsm) = startup::open(&settings).await?;
     let audit_key = startup::bound_audit_key(&settings, &store, &hsm).await?;
+    let (audit, verification) = AuditLog::open(
+        store.clone(),
+        hsm.clone(),
+        audit_key,
+        &settings.audit_config(),
+    )
+    .await?;
+    tracing::info!(
+        entries = verification.frontier.size(),
+        checkpoints = verification.stored_checkpoints,
+        token_checkpoint = ?verification.token_checkpoint_size,
+        "audit store verified against the token's checkpoint"
+    );
+    audit
+        .record(
+            Event::ok("rkmd", "daemon.start")
+                .detail("version", env!("CARGO_PKG_VERSION"))
+                .detail("token_label", hsm.description().label.clone())
+                .detail("hsm_workers", hsm.worker_count().to_string()),
+        )
+        .await?;
+    audit.checkpoint().await?;
     let system = SystemApi {
         hsm: hsm.clone(),
         store: store.clone(),
@@ -32,11 +57,16 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_secs()),
     };
-    let routes = routes(system).await;
+    let routes = routes(system, AuditApi { log: audit.clone() }).await;
 
     let socket_path = settings.socket_path();
     let unix = bind_unix_socket(&socket_path)?;
     let (stop_sender, stop) = watch::channel(false);
+    let (stop_checkpoints, checkpoints_stop) = watch::channel(false);
+    let checkpointer = audit.spawn_checkpointer(
+        settings.audit_config().checkpoint_interval,
+        checkpoints_stop,
+    );
     let mut servers = tokio::task::JoinSet::new();
     servers.spawn(
         Server::builder()
@@ -80,6 +110,14 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
         }
     }
     remove_socket(&socket_path);
+    if let Err(error) = audit.record(Event::ok("rkmd", "daemon.stop")).await {
+        tracing::error!(%error, "could not record the shutdown in the audit log");
+    }
+    let _ = stop_checkpoints.send(true);
+    if checkpointer.await.is_err() {
+        tracing::error!("the checkpointer task failed");
+    }
+    drop(audit);
     drop(store);
     // The last handle finalizes PKCS#11 when dropped; do it off the executor.
     tokio::task::spawn_blocking(move || drop(hsm)).await.ok();
@@ -87,10 +125,13 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
     result
 }
 
-async fn routes(system: SystemApi) -> Routes {
+async fn routes(system: SystemApi, audit: AuditApi) -> Routes {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<SystemServiceServer<SystemApi>>()
+        .await;
+    health_reporter
+        .set_serving::<AuditServiceServer<AuditApi>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(rkm_proto::FILE_DESCRIPTOR_SET)
@@ -101,7 +142,8 @@ async fn routes(system: SystemApi) -> Routes {
     routes
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(SystemServiceServer::new(system));
+        .add_service(SystemServiceServer::new(system))
+        .add_service(AuditServiceServer::new(audit));
     routes.routes()
 }
 

@@ -3,6 +3,7 @@
 
 use rkm_proto::fingerprint::fingerprint;
 
+use crate::audit::{AuditLog, Event, SignedCheckpoint};
 use crate::config::Settings;
 use crate::error::DaemonError;
 use crate::hsm::{AuditKey, Hsm, HsmConfig};
@@ -18,7 +19,7 @@ const AUDIT_PUBLIC_KEY: &str = "audit_public_key";
 pub async fn open(settings: &Settings) -> Result<(Store, Hsm), DaemonError> {
     settings.validate()?;
     let pin = settings.read_pin()?;
-    let store = Store::open(&settings.state_dir)?;
+    let store = Store::open_with_limit(&settings.state_dir, settings.store.max_size_mb)?;
     let config = HsmConfig {
         module: settings.hsm.module.clone(),
         token_label: settings.hsm.token_label.clone(),
@@ -37,14 +38,23 @@ pub struct Initialised {
     pub audit_key: AuditKey,
     /// Whether this run generated the audit key (false: it existed already).
     pub created: bool,
+    /// The checkpoint that covers the `daemon.init` entry.
+    pub checkpoint: SignedCheckpoint,
 }
 
-/// Creates the audit key if the token has none and binds the database to it.
-/// An existing audit key is never replaced.
+/// Creates the audit key if the token has none, binds the database to it and
+/// records the initialisation in the audit log. An existing audit key is
+/// never replaced, and a token that already holds the checkpoint of another
+/// log is refused.
 ///
 /// # Errors
-/// The database is bound to a different audit key, or the HSM fails.
-pub async fn initialise(store: &Store, hsm: &Hsm) -> Result<Initialised, DaemonError> {
+/// The database is bound to a different audit key, the store does not match
+/// the token's checkpoint, or the HSM or store fails.
+pub async fn initialise(
+    settings: &Settings,
+    store: &Store,
+    hsm: &Hsm,
+) -> Result<Initialised, DaemonError> {
     let stored = store.meta(AUDIT_PUBLIC_KEY).await?;
     let (audit_key, created) = match stored {
         Some(_) => {
@@ -59,12 +69,40 @@ pub async fn initialise(store: &Store, hsm: &Hsm) -> Result<Initialised, DaemonE
         None => hsm.get_or_create_audit_key().await?,
     };
     check_binding(stored.as_deref(), &audit_key, hsm)?;
-    if stored.is_none() {
-        store
-            .set_meta(AUDIT_PUBLIC_KEY, audit_key.public_key.to_vec())
-            .await?;
-    }
-    Ok(Initialised { audit_key, created })
+    let (log, _) = AuditLog::open(
+        store.clone(),
+        hsm.clone(),
+        audit_key,
+        &settings.audit_config(),
+    )
+    .await?;
+    let token = hsm.description();
+    let event = Event::ok("rkmd", "daemon.init")
+        .detail("audit_key", fingerprint(&audit_key.public_key))
+        .detail("audit_key_created", created.to_string())
+        .detail("token_label", token.label.clone())
+        .detail("token_serial", token.serial_number.clone())
+        .detail("version", env!("CARGO_PKG_VERSION"));
+    let bind = stored.is_none();
+    let public_key = audit_key.public_key.to_vec();
+    log.record_with(event, move |connection| {
+        if bind {
+            connection
+                .execute(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+                    rusqlite::params![AUDIT_PUBLIC_KEY, public_key],
+                )
+                .map_err(crate::store::StoreError::from)?;
+        }
+        Ok(())
+    })
+    .await?;
+    let checkpoint = log.checkpoint().await?;
+    Ok(Initialised {
+        audit_key,
+        created,
+        checkpoint,
+    })
 }
 
 /// The audit key of an initialised state directory, checked against the token.

@@ -4,7 +4,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit_entry;
+pub mod checkpoint;
 pub mod fingerprint;
+pub mod merkle;
 
 /// Generated protobuf messages and gRPC stubs of package `rkm.v1`.
 #[allow(clippy::all, missing_docs)]

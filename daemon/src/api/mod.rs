@@ -1,10 +1,12 @@
 //! The gRPC front end: tonic services, and the one place where daemon errors
 //! become `tonic::Status` (detail logged, a safe message returned).
 
+pub mod audit;
 pub mod system;
 
 use tonic::Status;
 
+use crate::audit::AuditError;
 use crate::hsm::HsmError;
 use crate::store::StoreError;
 
@@ -27,4 +29,39 @@ pub fn hsm_status(error: HsmError) -> Status {
 pub fn store_status(error: StoreError) -> Status {
     tracing::error!(%error, "store operation failed");
     Status::internal("the daemon's store failed; see the rkmd log")
+}
+
+/// Maps an audit error to a status.
+pub fn audit_status(error: AuditError) -> Status {
+    match error {
+        AuditError::NotDurable(_) | AuditError::ShutDown => {
+            tracing::error!(%error, "audit log refused an action");
+            Status::unavailable(error.to_string())
+        }
+        AuditError::OutOfRange { .. } | AuditError::Refused(_) | AuditError::Entry(_) => {
+            Status::invalid_argument(error.to_string())
+        }
+        AuditError::Hsm(error) => hsm_status(error),
+        AuditError::Store(error) => store_status(error),
+        AuditError::Tampered(_) | AuditError::Tree(_) => {
+            tracing::error!(%error, "audit log failure");
+            Status::internal("the audit log failed; see the rkmd log")
+        }
+    }
+}
+
+/// Who is calling, for audit entries: the Unix peer's uid, or the TCP peer.
+pub fn peer_actor<T>(request: &tonic::Request<T>) -> String {
+    if let Some(info) = request
+        .extensions()
+        .get::<tonic::transport::server::UdsConnectInfo>()
+    {
+        if let Some(credentials) = info.peer_cred {
+            return format!("local:uid={}", credentials.uid());
+        }
+    }
+    match request.remote_addr() {
+        Some(addr) => format!("tcp:{addr}"),
+        None => "unknown".to_owned(),
+    }
 }

@@ -384,6 +384,32 @@ impl Hsm {
         .await
     }
 
+    /// The audit checkpoint notes kept in the token: normally one (see
+    /// [`Hsm::write_checkpoint`]).
+    ///
+    /// # Errors
+    /// The HSM fails.
+    pub async fn read_checkpoints(&self) -> Result<Vec<Vec<u8>>, HsmError> {
+        self.submit(
+            "read checkpoints",
+            Retry::OnceAfterReopen,
+            ops::read_checkpoints,
+        )
+        .await
+    }
+
+    /// Keeps `note` as the token's latest audit checkpoint, replacing the
+    /// previous one (created first, then the old one destroyed).
+    ///
+    /// # Errors
+    /// The HSM fails.
+    pub async fn write_checkpoint(&self, note: Vec<u8>) -> Result<(), HsmError> {
+        self.submit("write checkpoint", Retry::OnceAfterReopen, move |session| {
+            ops::write_checkpoint(session, &note)
+        })
+        .await
+    }
+
     /// Counts the session and token objects rkm's sessions can see.
     ///
     /// # Errors

@@ -154,10 +154,36 @@ fn find_one(
         [] => Ok(None),
         [one] => Ok(Some(*one)),
         many => Err(Failure::Domain(HsmError::ObjectAmbiguous {
-            label: format!("{} ({what})", templates::AUDIT_KEY_LABEL),
+            label: what.to_owned(),
             count: many.len(),
         })),
     }
+}
+
+/// Every checkpoint note kept in the token: normally one, two if rkmd stopped
+/// between creating the new object and destroying the old.
+pub fn read_checkpoints(session: &Session) -> OpResult<Vec<Vec<u8>>> {
+    let mut notes = Vec::new();
+    for object in session.find_objects(&templates::find_checkpoint_object())? {
+        let attributes = session.get_attributes(object, &[AttributeType::Value])?;
+        match attributes.into_iter().next() {
+            Some(Attribute::Value(value)) => notes.push(value),
+            _ => return Err(malformed("checkpoint object", "CKA_VALUE missing")),
+        }
+    }
+    Ok(notes)
+}
+
+/// Replaces the checkpoint note kept in the token. Tokens may refuse to change
+/// a data object's value, so the new object is created before the old ones
+/// are destroyed: a crash in between leaves both, never neither.
+pub fn write_checkpoint(session: &Session, note: &[u8]) -> OpResult<()> {
+    let old = session.find_objects(&templates::find_checkpoint_object())?;
+    session.create_object(&templates::checkpoint_object(note.to_vec()))?;
+    for object in old {
+        session.destroy_object(object)?;
+    }
+    Ok(())
 }
 
 /// The audit key pair if the token has it: (private key, raw public key).
@@ -165,12 +191,12 @@ pub fn find_audit_key(session: &Session) -> OpResult<Option<(ObjectHandle, [u8; 
     let private = find_one(
         session,
         &templates::find_audit_key(ObjectClass::PRIVATE_KEY),
-        "private key",
+        "rkm-audit-key (private key)",
     )?;
     let public = find_one(
         session,
         &templates::find_audit_key(ObjectClass::PUBLIC_KEY),
-        "public key",
+        "rkm-audit-key (public key)",
     )?;
     match (private, public) {
         (None, None) => Ok(None),

@@ -109,3 +109,30 @@ pub fn find_audit_key(class: ObjectClass) -> Vec<Attribute> {
         Attribute::Label(AUDIT_KEY_LABEL.as_bytes().to_vec()),
     ]
 }
+
+/// Label of the token data object that holds the latest audit checkpoint.
+pub const CHECKPOINT_LABEL: &str = "rkm-audit-checkpoint";
+
+/// The latest signed audit checkpoint, kept in the token so that a store that
+/// was deleted, replaced or rolled back is caught at start-up. Not secret,
+/// but private so that only the logged-in user can change it.
+pub fn checkpoint_object(note: Vec<u8>) -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::DATA),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Modifiable(true),
+        Attribute::Label(CHECKPOINT_LABEL.as_bytes().to_vec()),
+        Attribute::Application(b"rkm".to_vec()),
+        Attribute::Value(note),
+    ]
+}
+
+/// Search template for the checkpoint data object.
+pub fn find_checkpoint_object() -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::DATA),
+        Attribute::Token(true),
+        Attribute::Label(CHECKPOINT_LABEL.as_bytes().to_vec()),
+    ]
+}

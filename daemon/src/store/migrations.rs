@@ -9,4 +9,24 @@ pub const MIGRATIONS: &[&str] = &[
         key   TEXT PRIMARY KEY NOT NULL,
         value BLOB NOT NULL
     ) STRICT;",
+    // 2: the audit log. Entries verbatim as hashed; every perfect subtree
+    // hash (level 0 = leaf hashes) so proofs are served without rebuilding
+    // the tree; and every signed checkpoint.
+    "CREATE TABLE audit_entries (
+        idx     INTEGER PRIMARY KEY NOT NULL,
+        entry   BLOB NOT NULL,
+        subject TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX audit_entries_subject ON audit_entries (subject, idx);
+    CREATE TABLE audit_nodes (
+        level INTEGER NOT NULL,
+        idx   INTEGER NOT NULL,
+        hash  BLOB NOT NULL,
+        PRIMARY KEY (level, idx)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE audit_checkpoints (
+        size        INTEGER PRIMARY KEY NOT NULL,
+        root        BLOB NOT NULL,
+        signed_note TEXT NOT NULL
+    ) STRICT;",
 ];

@@ -42,6 +42,8 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("the store's worker thread failed")]
     Worker,
+    #[error("invalid value for the store: {0}")]
+    Invalid(String),
 }
 
 /// Handle to the store; cheap to clone.
@@ -64,6 +66,15 @@ impl Store {
     /// # Errors
     /// The directory cannot be created, another rkmd holds it, or SQLite fails.
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_limit(state_dir, 0)
+    }
+
+    /// Like [`Store::open`], with the database limited to `max_size_mb` MiB
+    /// (0: no limit).
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_with_limit(state_dir: &Path, max_size_mb: u64) -> Result<Self, StoreError> {
         let dir_error = |source| StoreError::StateDir {
             path: state_dir.to_owned(),
             source,
@@ -100,11 +111,27 @@ impl Store {
             )
             .map_err(open_error)?;
         migrate(&mut connection, &path)?;
+        if max_size_mb > 0 {
+            let page_size: u64 = connection
+                .query_row("PRAGMA page_size", [], |row| row.get::<_, i64>(0))
+                .map(|size| u64::try_from(size).unwrap_or(4096))?;
+            let pages = (max_size_mb * 1024 * 1024 / page_size).max(1);
+            connection.pragma_update(
+                None,
+                "max_page_count",
+                i64::try_from(pages).unwrap_or(i64::MAX),
+            )?;
+        }
         Ok(Self {
             connection: Arc::new(Mutex::new(connection)),
             path,
             _lock: Arc::new(lock),
         })
+    }
+
+    /// The one connection, for the audit writer (the store's one writer).
+    pub(crate) fn connection(&self) -> Arc<Mutex<Connection>> {
+        self.connection.clone()
     }
 
     /// Path of the database file.

@@ -1,0 +1,271 @@
+//! The audit log: every state-changing operation, and every refused or failed
+//! one, appends an entry here, in the same SQLite transaction as its change,
+//! so nothing changes state without a durable entry (fail closed). Entries are
+//! the leaves of an RFC 9162 Merkle tree whose checkpoints the HSM's audit key
+//! signs; the latest checkpoint is also kept in the token.
+
+mod checkpointer;
+mod proofs;
+mod verify_store;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use rkm_proto::audit_entry::{AuditEntry, ENTRY_VERSION, Outcome};
+use rkm_proto::checkpoint::VerifierKey;
+use rkm_proto::merkle::Hash;
+use tokio::sync::{Notify, oneshot};
+
+pub use checkpointer::SignedCheckpoint;
+pub use verify_store::StoreVerification;
+
+use crate::hsm::{AuditKey, Hsm, HsmError};
+use crate::store::{Store, StoreError};
+use writer::{Append, TreeState, Writer};
+
+/// Appends that may wait for the writer before callers wait for room.
+const QUEUE_DEPTH: usize = 4096;
+
+/// Errors of the audit log.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(
+        "the audit entry could not be written durably ({0}); the action was refused and nothing of it took effect — free disk space or fix the store, then retry"
+    )]
+    NotDurable(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Hsm(#[from] HsmError),
+    #[error("audit entry refused: {0}")]
+    Entry(#[from] rkm_proto::audit_entry::EntryError),
+    #[error("audit tree: {0}")]
+    Tree(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("the audit log has shut down")]
+    ShutDown,
+    #[error(
+        "the audit store does not match the HSM's latest checkpoint: {0}. rkmd refuses to serve; restore the database that belongs to this token, or investigate who changed it"
+    )]
+    Tampered(String),
+    #[error("{what} {requested} is beyond the log's size {size}")]
+    OutOfRange {
+        what: &'static str,
+        requested: u64,
+        size: u64,
+    },
+}
+
+/// What happened, before it gets its time and index.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub actor: String,
+    pub action: &'static str,
+    pub subject: String,
+    pub outcome: Outcome,
+    pub details: BTreeMap<String, String>,
+}
+
+impl Event {
+    /// An event of `actor` doing `action` that took effect.
+    pub fn ok(actor: impl Into<String>, action: &'static str) -> Self {
+        Self {
+            actor: actor.into(),
+            action,
+            subject: String::new(),
+            outcome: Outcome::Ok,
+            details: BTreeMap::new(),
+        }
+    }
+
+    /// The same event with a different outcome.
+    pub fn with_outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = outcome;
+        self
+    }
+
+    /// Sets the ceremony or key id the event concerns.
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = subject.into();
+        self
+    }
+
+    /// Adds a fact. Never pass a secret.
+    pub fn detail(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.details.insert(name.to_owned(), value.into());
+        self
+    }
+
+    fn encode(self) -> Result<(Vec<u8>, String), AuditError> {
+        let entry = AuditEntry {
+            v: ENTRY_VERSION,
+            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            actor: self.actor,
+            action: self.action.to_owned(),
+            subject: self.subject.clone(),
+            outcome: self.outcome,
+            details: self.details,
+        };
+        Ok((entry.encode()?, self.subject))
+    }
+}
+
+/// Settings of the audit log.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub origin: String,
+    /// Longest time between an append and the checkpoint that covers it.
+    pub checkpoint_interval: Duration,
+    /// Most appends committed with one fsync.
+    pub max_batch: usize,
+}
+
+/// Handle to the audit log; cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    appends: flume::Sender<Append>,
+    tree: Arc<Mutex<TreeState>>,
+    appended: Arc<Notify>,
+    store: Store,
+    hsm: Hsm,
+    key: AuditKey,
+    verifier: VerifierKey,
+    origin: String,
+    checkpoint_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("origin", &self.origin)
+            .finish()
+    }
+}
+
+impl AuditLog {
+    /// Checks the store against the HSM's latest checkpoint (refusing a
+    /// store that was deleted, replaced, rolled back or edited), then starts
+    /// the writer thread.
+    ///
+    /// # Errors
+    /// [`AuditError::Tampered`] with what does not match, or store/HSM errors.
+    pub async fn open(
+        store: Store,
+        hsm: Hsm,
+        key: AuditKey,
+        config: &AuditConfig,
+    ) -> Result<(Self, StoreVerification), AuditError> {
+        let verifier = VerifierKey::new(&config.origin, &key.public_key)
+            .map_err(|e| AuditError::Refused(format!("audit.origin {:?}: {e}", config.origin)))?;
+        let verification = verify_store::verify(&store, &hsm, &verifier).await?;
+        let tree = Arc::new(Mutex::new(TreeState {
+            frontier: verification.frontier.clone(),
+        }));
+        let appended = Arc::new(Notify::new());
+        let (appends, queue) = flume::bounded(QUEUE_DEPTH);
+        let writer = Writer {
+            connection: store.connection(),
+            tree: tree.clone(),
+            appended: appended.clone(),
+            max_batch: config.max_batch.max(1),
+        };
+        std::thread::Builder::new()
+            .name("audit-writer".to_owned())
+            .spawn(move || writer.run(queue))
+            .map_err(|e| AuditError::Tree(format!("cannot start the audit writer: {e}")))?;
+        let log = Self {
+            appends,
+            tree,
+            appended,
+            store,
+            hsm,
+            key,
+            verifier,
+            origin: config.origin.clone(),
+            checkpoint_lock: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        Ok((log, verification))
+    }
+
+    /// Appends an entry for `event` and waits until it is durable.
+    ///
+    /// # Errors
+    /// [`AuditError::NotDurable`] if it could not be committed.
+    pub async fn record(&self, event: Event) -> Result<u64, AuditError> {
+        self.submit(event, None).await
+    }
+
+    /// Applies `change` and appends `event`'s entry in one transaction: both
+    /// take effect, or neither does.
+    ///
+    /// # Errors
+    /// Whatever `change` returns, or [`AuditError::NotDurable`].
+    pub async fn record_with<T, F>(&self, event: Event, change: F) -> Result<(u64, T), AuditError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> Result<T, AuditError> + Send + 'static,
+    {
+        let (output, result) = oneshot::channel();
+        let change: writer::Change = Box::new(move |transaction| {
+            let value = change(transaction)?;
+            let _ = output.send(value);
+            Ok(())
+        });
+        let index = self.submit(event, Some(change)).await?;
+        let value = result.await.map_err(|_| AuditError::ShutDown)?;
+        Ok((index, value))
+    }
+
+    async fn submit(
+        &self,
+        event: Event,
+        change: Option<writer::Change>,
+    ) -> Result<u64, AuditError> {
+        let (entry, subject) = event.encode()?;
+        let (reply, answer) = oneshot::channel();
+        self.appends
+            .send_async(Append {
+                entry,
+                subject,
+                change,
+                reply,
+            })
+            .await
+            .map_err(|_| AuditError::ShutDown)?;
+        answer.await.map_err(|_| AuditError::ShutDown)?
+    }
+
+    /// Number of entries committed.
+    pub fn size(&self) -> u64 {
+        self.tree
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .frontier
+            .size()
+    }
+
+    /// Root of the committed tree.
+    pub fn root(&self) -> Hash {
+        self.tree
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .frontier
+            .root()
+    }
+
+    /// The verifier key of the audit key under this log's origin.
+    pub fn verifier(&self) -> &VerifierKey {
+        &self.verifier
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
