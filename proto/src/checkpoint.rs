@@ -518,13 +518,12 @@ impl VerifierKey {
         if vkey.len() > 1024 {
             return Err(malformed("it is longer than 1024 bytes"));
         }
-        let mut parts = vkey.split('+');
-        let (Some(name), Some(id_hex), Some(key_b64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
+        // Names hold no '+' (check_key_name), but base64 does: split twice only,
+        // as Go's note.NewVerifier does.
+        let mut parts = vkey.splitn(3, '+');
+        let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
         else {
-            return Err(malformed(
-                "it does not have exactly three '+'-separated parts",
-            ));
+            return Err(malformed("it does not have the three '+'-separated parts"));
         };
         check_key_name(name)?;
         if id_hex.len() != 8 {

@@ -691,3 +691,17 @@ fn errors_name_the_key_and_the_failure() {
         "signature by key PeterNeumann+c74f20a3 does not verify: Ed25519 verification failed"
     );
 }
+
+/// Base64 keys often hold '+': the verifier key splits at the first two only.
+#[test]
+fn verifier_key_whose_base64_holds_plus_signs_parses() {
+    for seed in 0u8..=255 {
+        let public = ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
+            .verifying_key()
+            .to_bytes();
+        let vkey = rkm_proto::fingerprint::signed_note_verifier_key("rkm.local/audit", &public);
+        let parsed = rkm_proto::checkpoint::VerifierKey::parse(&vkey)
+            .unwrap_or_else(|e| panic!("{vkey}: {e}"));
+        assert_eq!(parsed.public_key(), public);
+    }
+}
