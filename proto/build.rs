@@ -4,7 +4,12 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["rkm/v1/system.proto", "rkm/v1/audit.proto"];
+    let protos = [
+        "rkm/v1/system.proto",
+        "rkm/v1/audit.proto",
+        "rkm/v1/custodian.proto",
+        "rkm/v1/key.proto",
+    ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

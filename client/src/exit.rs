@@ -29,6 +29,9 @@ impl From<Exit> for ExitCode {
 /// The exit code for an error that ended a command.
 pub fn classify(error: &anyhow::Error) -> Exit {
     for cause in error.chain() {
+        if cause.downcast_ref::<VerificationFailed>().is_some() {
+            return Exit::VerificationFailed;
+        }
         if cause.downcast_ref::<ConnectError>().is_some() {
             return Exit::Unavailable;
         }
@@ -45,6 +48,20 @@ pub fn classify(error: &anyhow::Error) -> Exit {
         }
     }
     Exit::Failure
+}
+
+/// Something that was to be verified did not verify: an audit file, a
+/// checkpoint signature, a proof, a key that differs from the trusted one.
+/// Ends the command with [`Exit::VerificationFailed`] (7).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct VerificationFailed(pub String);
+
+impl VerificationFailed {
+    /// An `anyhow` error that exits with code 7 and says `message`.
+    pub fn error(message: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(VerificationFailed(message.into()))
+    }
 }
 
 /// A gRPC error from rkmd, shown as its message (not tonic's debug form) and

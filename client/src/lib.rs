@@ -7,3 +7,5 @@ pub mod commands;
 pub mod connect;
 pub mod exit;
 pub mod output;
+pub mod passphrase;
+pub mod share_store;

@@ -22,7 +22,7 @@ struct Cli {
     #[arg(long, env = "RKM_ENDPOINT", global = true, conflicts_with = "socket")]
     endpoint: Option<String>,
     /// Print for people (text) or programs (json).
-    #[arg(long, short, value_enum, default_value = "text", global = true)]
+    #[arg(long, value_enum, default_value = "text", global = true)]
     output: OutputFormat,
     #[command(subcommand)]
     command: Command,
@@ -32,6 +32,31 @@ struct Cli {
 enum Command {
     /// Show what rkmd runs on: token, mechanisms, audit key, record counts.
     Status,
+    /// Fetch, verify and inspect the signed audit log; prove entries; add notes.
+    Audit {
+        #[command(subcommand)]
+        command: commands::audit::AuditCommand,
+    },
+    /// Custodian identities and cards; enrol, list and disable custodians.
+    Custodian {
+        #[command(subcommand)]
+        command: commands::custodian::CustodianCommand,
+    },
+    /// Recovery keys: run the key generation ceremony, follow its receipts.
+    Key {
+        #[command(subcommand)]
+        command: commands::key::KeyCommand,
+    },
+    /// Your share of a recovery key: fetch, verify and confirm it.
+    Share {
+        #[command(subcommand)]
+        command: commands::share::ShareCommand,
+    },
+    /// Notices to custodians and their signed acknowledgements.
+    Notice {
+        #[command(subcommand)]
+        command: commands::notice::NoticeCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +75,15 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Status => commands::status::run(&target, cli.output).await,
+            Command::Audit { command } => commands::audit::run(command, &target, cli.output).await,
+            Command::Custodian { command } => {
+                commands::custodian::run(command, &target, cli.output).await
+            }
+            Command::Key { command } => commands::key::run(command, &target, cli.output).await,
+            Command::Share { command } => commands::share::run(command, &target, cli.output).await,
+            Command::Notice { command } => {
+                commands::notice::run(command, &target, cli.output).await
+            }
         }
     });
     match result {

@@ -1,1 +1,532 @@
-fn main() {}
+//! ECDSA P-256 signing throughput through SoftHSM2: a plain `cryptoki` loop
+//! (the baseline) against the rkm HSM layer, with 1 and with N sessions.
+//!
+//! `cargo bench -p rkm-daemon --bench hsm_sign [-- --seconds S] [-- --json]`
+//!
+//! PKCS#11 allows one `C_Initialize` per process and SoftHSM2 reads
+//! `SOFTHSM2_CONF` only then, so every measurement runs in a child process (this
+//! same binary, re-executed with `--measure raw|hsm`) against a fresh token. The
+//! child prints one JSON line on stdout; the parent prints the table.
+//!
+//! Options (unknown arguments such as cargo's `--bench` are ignored):
+//! * `--seconds S` (or env `RKM_BENCH_SECONDS`): timed part of each measurement, default 3;
+//! * `--sessions N`: the "many" configuration, default the number of cores;
+//! * `--in-flight K`: concurrent requests per HSM worker, default 8;
+//! * `--json`: print one JSON document instead of the table.
+
+#![forbid(unsafe_code)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CryptokiError, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use rkm_daemon::hsm::{Hsm, HsmConfig, SigningKey};
+use rkm_daemon::secrets::UserPin;
+use rkm_tests::SoftHsmToken;
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+
+/// DER of the OID of NIST P-256 (secp256r1, 1.2.840.10045.3.1.7).
+const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+/// Label of each fresh bench token.
+const TOKEN_LABEL: &str = "rkm-bench";
+/// Environment variable that carries the user PIN to the child.
+const PIN_ENV: &str = "RKM_BENCH_PIN";
+/// Untimed signing before each measurement (session caches, thread start-up).
+const WARM_UP: Duration = Duration::from_millis(300);
+const DEFAULT_SECONDS: f64 = 3.0;
+const DEFAULT_IN_FLIGHT_PER_WORKER: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Raw,
+    Hsm,
+}
+
+impl FromStr for Mode {
+    type Err = anyhow::Error;
+
+    fn from_str(value: &str) -> anyhow::Result<Self> {
+        match value {
+            "raw" => Ok(Mode::Raw),
+            "hsm" => Ok(Mode::Hsm),
+            other => bail!("unknown --measure {other:?} (expected raw or hsm)"),
+        }
+    }
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Raw => "raw",
+            Mode::Hsm => "hsm",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Options {
+    measure: Option<Mode>,
+    seconds: f64,
+    sessions: Option<usize>,
+    in_flight: usize,
+    json: bool,
+    module: Option<PathBuf>,
+    label: Option<String>,
+}
+
+fn parse_value<T: FromStr>(name: &str, value: Option<String>) -> anyhow::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    let value = value.with_context(|| format!("{name} needs a value"))?;
+    value
+        .parse()
+        .map_err(|error| anyhow::anyhow!("{name} {value:?}: {error}"))
+}
+
+impl Options {
+    fn parse() -> anyhow::Result<Self> {
+        let seconds = match std::env::var("RKM_BENCH_SECONDS") {
+            Ok(value) => parse_value("RKM_BENCH_SECONDS", Some(value))?,
+            Err(_) => DEFAULT_SECONDS,
+        };
+        let mut options = Options {
+            measure: None,
+            seconds,
+            sessions: None,
+            in_flight: DEFAULT_IN_FLIGHT_PER_WORKER,
+            json: false,
+            module: None,
+            label: None,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            // Accept both `--name value` and `--name=value`.
+            let (name, mut inline) = match arg.split_once('=') {
+                Some((name, value)) if name.starts_with("--") => {
+                    (name.to_owned(), Some(value.to_owned()))
+                }
+                _ => (arg.clone(), None),
+            };
+            let mut value = || inline.take().or_else(|| args.next());
+            match name.as_str() {
+                "--measure" => options.measure = Some(parse_value(&name, value())?),
+                "--seconds" => options.seconds = parse_value(&name, value())?,
+                "--sessions" => options.sessions = Some(parse_value(&name, value())?),
+                "--in-flight" => options.in_flight = parse_value(&name, value())?,
+                "--module" => options.module = Some(parse_value(&name, value())?),
+                "--label" => options.label = Some(parse_value(&name, value())?),
+                "--json" => options.json = true,
+                // `cargo bench` passes `--bench`, and possibly a filter.
+                _ => {}
+            }
+        }
+        if !(options.seconds.is_finite() && options.seconds > 0.0) {
+            bail!("--seconds must be positive, not {}", options.seconds);
+        }
+        if options.sessions == Some(0) || options.in_flight == 0 {
+            bail!("--sessions and --in-flight must be at least 1");
+        }
+        Ok(options)
+    }
+
+    fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.seconds)
+    }
+}
+
+/// What a child measured.
+#[derive(Debug, Clone, Copy)]
+struct Measurement {
+    signatures: u64,
+    elapsed: Duration,
+}
+
+impl Measurement {
+    fn per_second(self) -> f64 {
+        self.signatures as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn to_json_line(self) -> String {
+        json!({
+            "signatures": self.signatures,
+            "elapsed_s": self.elapsed.as_secs_f64(),
+        })
+        .to_string()
+    }
+
+    fn from_json_line(line: &str) -> anyhow::Result<Self> {
+        let value: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("child printed {line:?}"))?;
+        let signatures = value["signatures"]
+            .as_u64()
+            .context("child output lacks signatures")?;
+        let elapsed = value["elapsed_s"]
+            .as_f64()
+            .context("child output lacks elapsed_s")?;
+        Ok(Self {
+            signatures,
+            elapsed: Duration::from_secs_f64(elapsed),
+        })
+    }
+}
+
+/// The digest signed at iteration `counter` (a new one each time, as in use).
+fn digest(counter: u64) -> [u8; 32] {
+    Sha256::digest(counter.to_le_bytes()).into()
+}
+
+fn main() -> anyhow::Result<()> {
+    let options = Options::parse()?;
+    match options.measure {
+        Some(mode) => {
+            let sessions = options.sessions.unwrap_or(1);
+            let measurement = match mode {
+                Mode::Raw => measure_raw(&options, sessions)?,
+                Mode::Hsm => measure_hsm(&options, sessions)?,
+            };
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{}", measurement.to_json_line())?;
+            stdout.flush()?;
+            Ok(())
+        }
+        None => run_all(&options),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Parent: one child per configuration, each on a fresh token.
+
+struct Row {
+    mode: Mode,
+    sessions: usize,
+    measurement: Measurement,
+}
+
+fn run_all(options: &Options) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let many = options.sessions.unwrap_or(cores);
+    let mut counts = vec![1, many];
+    counts.dedup();
+
+    let mut rows = Vec::new();
+    for &sessions in &counts {
+        for mode in [Mode::Raw, Mode::Hsm] {
+            let measurement = run_child(options, mode, sessions)?;
+            rows.push(Row {
+                mode,
+                sessions,
+                measurement,
+            });
+        }
+    }
+
+    let raw_rate = |sessions: usize| {
+        rows.iter()
+            .find(|row| row.mode == Mode::Raw && row.sessions == sessions)
+            .map(|row| row.measurement.per_second())
+    };
+    if options.json {
+        let results: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                let rate = row.measurement.per_second();
+                json!({
+                    "config": row.mode.as_str(),
+                    "sessions": row.sessions,
+                    "in_flight": (row.mode == Mode::Hsm).then_some(row.sessions * options.in_flight),
+                    "signatures": row.measurement.signatures,
+                    "elapsed_s": row.measurement.elapsed.as_secs_f64(),
+                    "signatures_per_second": rate,
+                    "ratio_to_raw": raw_rate(row.sessions).map(|raw| rate / raw),
+                })
+            })
+            .collect();
+        let document = json!({
+            "benchmark": "ECDSA P-256 signing through SoftHSM2",
+            "seconds": options.seconds,
+            "cores": cores,
+            "results": results,
+        });
+        println!("{document:#}");
+        return Ok(());
+    }
+
+    println!(
+        "ECDSA P-256 signing through SoftHSM2 ({} s each, {cores} core{})",
+        options.seconds,
+        plural(cores)
+    );
+    for row in &rows {
+        let rate = row.measurement.per_second();
+        let n = row.sessions;
+        let (label, ratio) = match row.mode {
+            Mode::Raw => (
+                format!("raw cryptoki, {n} session{}", plural(n)),
+                "1.00".into(),
+            ),
+            Mode::Hsm => (
+                format!("rkm hsm, {n} worker{}", plural(n)),
+                match raw_rate(n) {
+                    Some(raw) => format!("{:.2} of raw {n} session{}", rate / raw, plural(n)),
+                    None => String::new(),
+                },
+            ),
+        };
+        println!("  {label:<28} {rate:>8.0} sig/s   {ratio}");
+    }
+    Ok(())
+}
+
+fn plural(count: usize) -> &'static str {
+    if count == 1 { "" } else { "s" }
+}
+
+fn run_child(options: &Options, mode: Mode, sessions: usize) -> anyhow::Result<Measurement> {
+    let token = SoftHsmToken::create(TOKEN_LABEL)?;
+    let exe = std::env::current_exe().context("finding this bench binary")?;
+    let output = Command::new(exe)
+        .args(["--measure", mode.as_str()])
+        .args(["--sessions", &sessions.to_string()])
+        .args(["--seconds", &options.seconds.to_string()])
+        .args(["--in-flight", &options.in_flight.to_string()])
+        .arg("--module")
+        .arg(token.module())
+        .args(["--label", token.label()])
+        .env("SOFTHSM2_CONF", token.config_file())
+        .env(PIN_ENV, token.user_pin())
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("starting the measuring child")?;
+    if !output.status.success() {
+        bail!(
+            "measuring {} with {sessions} session(s) failed: {}",
+            mode.as_str(),
+            output.status
+        );
+    }
+    let stdout = String::from_utf8(output.stdout).context("child output is not UTF-8")?;
+    let line = stdout.lines().last().context("child printed nothing")?;
+    Measurement::from_json_line(line)
+}
+
+// ---------------------------------------------------------------------------
+// Child, common.
+
+struct ChildToken {
+    module: PathBuf,
+    label: String,
+    pin: String,
+}
+
+fn child_token(options: &Options) -> anyhow::Result<ChildToken> {
+    if std::env::var_os("SOFTHSM2_CONF").is_none() {
+        bail!("--measure is for the child process; SOFTHSM2_CONF is not set");
+    }
+    Ok(ChildToken {
+        module: options.module.clone().context("--module is missing")?,
+        label: options.label.clone().context("--label is missing")?,
+        pin: std::env::var(PIN_ENV).with_context(|| format!("{PIN_ENV} is not set"))?,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Child, raw cryptoki baseline: one thread per session, one shared key.
+
+fn measure_raw(options: &Options, sessions: usize) -> anyhow::Result<Measurement> {
+    let token = child_token(options)?;
+    let pkcs11 = Pkcs11::new(&token.module)
+        .with_context(|| format!("loading {}", token.module.display()))?;
+    pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
+    let slot = find_slot(&pkcs11, &token.label)?;
+    let pin = AuthPin::from(token.pin.as_str());
+    let mut open = (0..sessions)
+        .map(|_| open_logged_in(&pkcs11, slot, &pin))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    // Session objects of one session are usable from every session of the
+    // process, as the HSM layer's workers use them.
+    let (public, private) = open[0].generate_key_pair(
+        &Mechanism::EccKeyPairGen,
+        &[
+            Attribute::Token(false),
+            Attribute::EcParams(P256_PARAMS.to_vec()),
+            Attribute::Verify(true),
+        ],
+        &[
+            Attribute::Token(false),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Sign(true),
+        ],
+    )?;
+
+    let warm_up;
+    (open, warm_up) = raw_phase(open, private, WARM_UP)?;
+    if warm_up.signatures == 0 {
+        bail!("no signature during warm-up");
+    }
+    let measurement;
+    (open, measurement) = raw_phase(open, private, options.duration())?;
+
+    open[0].destroy_object(private)?;
+    open[0].destroy_object(public)?;
+    for session in open {
+        session.close()?;
+    }
+    pkcs11.finalize()?;
+    Ok(measurement)
+}
+
+fn find_slot(pkcs11: &Pkcs11, label: &str) -> anyhow::Result<Slot> {
+    for slot in pkcs11.get_slots_with_token()? {
+        if pkcs11.get_token_info(slot)?.label().trim_end() == label {
+            return Ok(slot);
+        }
+    }
+    bail!("no token labelled {label:?}")
+}
+
+fn open_logged_in(pkcs11: &Pkcs11, slot: Slot, pin: &AuthPin) -> anyhow::Result<Session> {
+    let session = pkcs11.open_rw_session(slot)?;
+    match session.login(UserType::User, Some(pin)) {
+        // Logins are per token: the second session finds the user logged in.
+        Ok(()) | Err(CryptokiError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Signs on every session, each on its own thread, for `duration`; gives the
+/// sessions back with the count.
+fn raw_phase(
+    sessions: Vec<Session>,
+    key: ObjectHandle,
+    duration: Duration,
+) -> anyhow::Result<(Vec<Session>, Measurement)> {
+    let barrier = Barrier::new(sessions.len() + 1);
+    let (results, elapsed) = std::thread::scope(|scope| {
+        let barrier = &barrier;
+        let threads: Vec<_> = sessions
+            .into_iter()
+            .map(|session| {
+                scope.spawn(move || -> (Session, cryptoki::error::Result<u64>) {
+                    barrier.wait();
+                    let deadline = Instant::now() + duration;
+                    let mut signatures = 0u64;
+                    while Instant::now() < deadline {
+                        if let Err(error) =
+                            session.sign(&Mechanism::Ecdsa, key, &digest(signatures))
+                        {
+                            return (session, Err(error));
+                        }
+                        signatures += 1;
+                    }
+                    (session, Ok(signatures))
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        let results: Vec<_> = threads
+            .into_iter()
+            .map(|thread| thread.join().expect("a signing thread panicked"))
+            .collect();
+        (results, start.elapsed())
+    });
+    let mut sessions = Vec::with_capacity(results.len());
+    let mut signatures = 0;
+    for (session, count) in results {
+        sessions.push(session);
+        signatures += count?;
+    }
+    Ok((
+        sessions,
+        Measurement {
+            signatures,
+            elapsed,
+        },
+    ))
+}
+
+// ---------------------------------------------------------------------------
+// Child, through the rkm HSM layer on a multi-thread tokio runtime.
+
+fn measure_hsm(options: &Options, workers: usize) -> anyhow::Result<Measurement> {
+    let token = child_token(options)?;
+    let hsm = open_hsm(&token.module, &token.label, token.pin, workers)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let in_flight = workers * options.in_flight;
+    let duration = options.duration();
+    let measurement = runtime.block_on(async {
+        let generated = hsm.generate_recovery_key().await?;
+        let warm_up = hsm_phase(&hsm, generated.private, in_flight, WARM_UP).await?;
+        if warm_up.signatures == 0 {
+            bail!("no signature during warm-up");
+        }
+        let measurement = hsm_phase(&hsm, generated.private, in_flight, duration).await?;
+        hsm.destroy(generated.private).await?;
+        hsm.destroy(generated.public).await?;
+        anyhow::Ok(measurement)
+    })?;
+    drop(runtime);
+    drop(hsm);
+    Ok(measurement)
+}
+
+fn open_hsm(module: &Path, label: &str, pin: String, workers: usize) -> anyhow::Result<Hsm> {
+    Ok(Hsm::open(HsmConfig {
+        module: module.to_owned(),
+        token_label: label.to_owned(),
+        pin: UserPin::from_env_value(pin),
+        workers,
+    })?)
+}
+
+/// Keeps `in_flight` signing requests outstanding for `duration`.
+async fn hsm_phase(
+    hsm: &Hsm,
+    key: SigningKey,
+    in_flight: usize,
+    duration: Duration,
+) -> anyhow::Result<Measurement> {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..in_flight {
+        let hsm = hsm.clone();
+        tasks.spawn(async move {
+            // Distinct digests per task, as distinct requests would have.
+            let mut counter = (task as u64) << 40;
+            let mut signatures = 0u64;
+            while Instant::now() < deadline {
+                hsm.sign_digest(key, digest(counter)).await?;
+                counter += 1;
+                signatures += 1;
+            }
+            anyhow::Ok(signatures)
+        });
+    }
+    let mut signatures = 0;
+    while let Some(result) = tasks.join_next().await {
+        signatures += result??;
+    }
+    Ok(Measurement {
+        signatures,
+        elapsed: start.elapsed(),
+    })
+}

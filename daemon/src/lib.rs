@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod ceremony;
 pub mod config;
 pub mod error;
 pub mod hsm;

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rkm_proto::v1::audit_service_server::AuditServiceServer;
+use rkm_proto::v1::custodian_service_server::CustodianServiceServer;
+use rkm_proto::v1::key_service_server::KeyServiceServer;
 use rkm_proto::v1::system_service_server::SystemServiceServer;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
@@ -13,8 +15,11 @@ use tonic::service::Routes;
 use tonic::transport::Server;
 
 use crate::api::audit::AuditApi;
+use crate::api::custodian::CustodianApi;
+use crate::api::key::KeyApi;
 use crate::api::system::SystemApi;
 use crate::audit::{AuditLog, Event};
+use crate::ceremony::Services;
 use crate::config::Settings;
 use crate::error::DaemonError;
 use crate::startup;
@@ -57,7 +62,13 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_secs()),
     };
-    let routes = routes(system, AuditApi { log: audit.clone() }).await;
+    let services = Services {
+        hsm: hsm.clone(),
+        store: store.clone(),
+        audit: audit.clone(),
+        audit_key,
+    };
+    let routes = routes(system, AuditApi { log: audit.clone() }, services).await;
 
     let socket_path = settings.socket_path();
     let unix = bind_unix_socket(&socket_path)?;
@@ -125,13 +136,19 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
     result
 }
 
-async fn routes(system: SystemApi, audit: AuditApi) -> Routes {
+async fn routes(system: SystemApi, audit: AuditApi, services: Services) -> Routes {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<SystemServiceServer<SystemApi>>()
         .await;
     health_reporter
         .set_serving::<AuditServiceServer<AuditApi>>()
+        .await;
+    health_reporter
+        .set_serving::<CustodianServiceServer<CustodianApi>>()
+        .await;
+    health_reporter
+        .set_serving::<KeyServiceServer<KeyApi>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(rkm_proto::FILE_DESCRIPTOR_SET)
@@ -143,7 +160,11 @@ async fn routes(system: SystemApi, audit: AuditApi) -> Routes {
         .add_service(health_service)
         .add_service(reflection)
         .add_service(SystemServiceServer::new(system))
-        .add_service(AuditServiceServer::new(audit));
+        .add_service(AuditServiceServer::new(audit))
+        .add_service(CustodianServiceServer::new(CustodianApi {
+            services: services.clone(),
+        }))
+        .add_service(KeyServiceServer::new(KeyApi { services }));
     routes.routes()
 }
 

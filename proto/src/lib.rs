@@ -5,9 +5,20 @@
 #![forbid(unsafe_code)]
 
 pub mod audit_entry;
+pub mod audit_file;
 pub mod checkpoint;
 pub mod fingerprint;
 pub mod merkle;
+
+pub mod commitment;
+pub mod custodian_card;
+pub mod envelope;
+pub mod identity;
+pub mod kek_check;
+pub mod key_record;
+pub mod messages;
+pub mod secret;
+pub mod shamir;
 
 /// Generated protobuf messages and gRPC stubs of package `rkm.v1`.
 #[allow(clippy::all, missing_docs)]

@@ -1,4 +1,9 @@
 //! One module per subcommand; the doc comment of each argument struct is its
 //! help text.
 
+pub mod audit;
+pub mod custodian;
+pub mod key;
+pub mod notice;
+pub mod share;
 pub mod status;

@@ -2,11 +2,14 @@
 //! become `tonic::Status` (detail logged, a safe message returned).
 
 pub mod audit;
+pub mod custodian;
+pub mod key;
 pub mod system;
 
 use tonic::Status;
 
 use crate::audit::AuditError;
+use crate::ceremony::CeremonyError;
 use crate::hsm::HsmError;
 use crate::store::StoreError;
 
@@ -63,5 +66,23 @@ pub fn peer_actor<T>(request: &tonic::Request<T>) -> String {
     match request.remote_addr() {
         Some(addr) => format!("tcp:{addr}"),
         None => "unknown".to_owned(),
+    }
+}
+
+/// Maps a ceremony error to the status a client should act on.
+pub fn ceremony_status(error: CeremonyError) -> Status {
+    match error {
+        CeremonyError::InvalidArgument(_) => Status::invalid_argument(error.to_string()),
+        CeremonyError::NotFound { .. } => Status::not_found(error.to_string()),
+        CeremonyError::FailedPrecondition(_) => Status::failed_precondition(error.to_string()),
+        CeremonyError::PermissionDenied(_) => Status::permission_denied(error.to_string()),
+        CeremonyError::Hsm(error) => hsm_status(error),
+        CeremonyError::Audit(AuditError::Refused(reason)) => Status::failed_precondition(reason),
+        CeremonyError::Audit(error) => audit_status(error),
+        CeremonyError::Store(error) => store_status(error),
+        CeremonyError::Internal(_) => {
+            tracing::error!(%error, "ceremony failed");
+            Status::internal("the ceremony failed; see the rkmd log")
+        }
     }
 }

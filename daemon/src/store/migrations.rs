@@ -29,4 +29,57 @@ pub const MIGRATIONS: &[&str] = &[
         root        BLOB NOT NULL,
         signed_note TEXT NOT NULL
     ) STRICT;",
+    // 3: custodians, ceremonies and their notices, recovery keys and the
+    // per-custodian state of each key (share commitment, sealed envelope until
+    // the receipt is in). No secret is ever stored: envelopes are age
+    // ciphertext, commitments are hashes.
+    "CREATE TABLE custodians (
+        name               TEXT PRIMARY KEY NOT NULL,
+        ed25519_public_key BLOB NOT NULL UNIQUE,
+        age_recipient      TEXT NOT NULL UNIQUE,
+        fingerprint        TEXT NOT NULL,
+        card               TEXT NOT NULL,
+        enabled            INTEGER NOT NULL,
+        enrolled_at        TEXT NOT NULL,
+        disabled_reason    TEXT NOT NULL DEFAULT ''
+    ) STRICT;
+    CREATE TABLE ceremonies (
+        id         TEXT PRIMARY KEY NOT NULL,
+        kind       TEXT NOT NULL,
+        state      TEXT NOT NULL,
+        subject    TEXT NOT NULL,
+        opened_by  TEXT NOT NULL,
+        opened_at  TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        closed_at  TEXT NOT NULL DEFAULT ''
+    ) STRICT;
+    CREATE TABLE notices (
+        id              TEXT PRIMARY KEY NOT NULL,
+        ceremony_id     TEXT NOT NULL REFERENCES ceremonies (id),
+        custodian       TEXT NOT NULL REFERENCES custodians (name),
+        text            TEXT NOT NULL,
+        sent_at         TEXT NOT NULL,
+        acknowledged_at TEXT NOT NULL DEFAULT '',
+        signature       BLOB
+    ) STRICT;
+    CREATE TABLE keys (
+        key_id          TEXT PRIMARY KEY NOT NULL,
+        label           TEXT NOT NULL UNIQUE,
+        public_key_spki BLOB NOT NULL UNIQUE,
+        signed_record   TEXT NOT NULL,
+        threshold       INTEGER NOT NULL,
+        state           TEXT NOT NULL,
+        ceremony_id     TEXT NOT NULL REFERENCES ceremonies (id),
+        created_at      TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE key_custodians (
+        key_id            TEXT NOT NULL REFERENCES keys (key_id),
+        custodian         TEXT NOT NULL REFERENCES custodians (name),
+        x                 INTEGER NOT NULL,
+        commitment        BLOB NOT NULL,
+        envelope          BLOB,
+        receipt_signature BLOB,
+        received_at       TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (key_id, custodian)
+    ) STRICT;",
 ];

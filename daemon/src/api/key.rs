@@ -1,0 +1,129 @@
+//! `KeyService`: the key generation ceremony (operators), share envelopes and
+//! receipts (custodians).
+
+use rkm_proto::v1::key_service_server::KeyService;
+use rkm_proto::v1::{
+    CreateKeyRequest, CreateKeyResponse, FetchEnvelopeRequest, FetchEnvelopeResponse,
+    GetKeyRequest, GetKeyResponse, KeyState, KeySummary, ListKeysRequest, ListKeysResponse,
+    ReceiptStatus, SubmitReceiptRequest, SubmitReceiptResponse,
+};
+use tonic::{Request, Response, Status};
+
+use super::{ceremony_status, peer_actor};
+use crate::ceremony::Services;
+use crate::ceremony::keygen::{self, KeyRequest};
+
+/// Serves [`KeyService`].
+#[derive(Debug, Clone)]
+pub struct KeyApi {
+    pub services: Services,
+}
+
+fn to_proto(key: keygen::KeySummary) -> KeySummary {
+    KeySummary {
+        key_id: key.key_id,
+        label: key.label,
+        state: match key.state {
+            keygen::KeyState::AwaitingReceipts => KeyState::AwaitingReceipts,
+            keygen::KeyState::Active => KeyState::Active,
+        } as i32,
+        threshold: u32::from(key.threshold),
+        public_key_spki: key.public_key_spki,
+        signed_key_record: key.signed_key_record,
+        receipts: key
+            .receipts
+            .into_iter()
+            .map(|receipt| ReceiptStatus {
+                custodian: receipt.custodian,
+                received: receipt.received_at.is_some(),
+                received_at: receipt.received_at.unwrap_or_default(),
+            })
+            .collect(),
+        ceremony_id: key.ceremony_id,
+        created_at: key.created_at,
+    }
+}
+
+#[tonic::async_trait]
+impl KeyService for KeyApi {
+    #[tracing::instrument(skip_all)]
+    async fn create_key(
+        &self,
+        request: Request<CreateKeyRequest>,
+    ) -> Result<Response<CreateKeyResponse>, Status> {
+        let actor = peer_actor(&request);
+        let request = request.into_inner();
+        let key = self
+            .services
+            .create_key(
+                &actor,
+                KeyRequest {
+                    label: request.label,
+                    threshold: request.threshold,
+                    custodians: request.custodians,
+                    allow_single_custodian: request.allow_single_custodian,
+                },
+            )
+            .await
+            .map_err(ceremony_status)?;
+        let ceremony_id = key.ceremony_id.clone();
+        Ok(Response::new(CreateKeyResponse {
+            key: Some(to_proto(key)),
+            ceremony_id,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_key(&self, request: Request<GetKeyRequest>) -> Result<Response<GetKeyResponse>, Status> {
+        let key = self
+            .services
+            .get_key(request.into_inner().key)
+            .await
+            .map_err(ceremony_status)?;
+        Ok(Response::new(GetKeyResponse {
+            key: Some(to_proto(key)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_keys(&self, _request: Request<ListKeysRequest>) -> Result<Response<ListKeysResponse>, Status> {
+        let keys = self.services.list_keys().await.map_err(ceremony_status)?;
+        Ok(Response::new(ListKeysResponse {
+            keys: keys.into_iter().map(to_proto).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn fetch_envelope(
+        &self,
+        request: Request<FetchEnvelopeRequest>,
+    ) -> Result<Response<FetchEnvelopeResponse>, Status> {
+        let request = request.into_inner();
+        let fetched = self
+            .services
+            .fetch_envelope(request.key, request.custodian, request.unix_time, request.signature)
+            .await
+            .map_err(ceremony_status)?;
+        Ok(Response::new(FetchEnvelopeResponse {
+            key_id: fetched.key_id,
+            envelope: fetched.envelope,
+            signed_key_record: fetched.signed_key_record,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn submit_receipt(
+        &self,
+        request: Request<SubmitReceiptRequest>,
+    ) -> Result<Response<SubmitReceiptResponse>, Status> {
+        let request = request.into_inner();
+        let key = self
+            .services
+            .submit_receipt(request.key_id, request.custodian, request.signature)
+            .await
+            .map_err(ceremony_status)?;
+        Ok(Response::new(SubmitReceiptResponse {
+            key: Some(to_proto(key)),
+        }))
+    }
+}

@@ -1,0 +1,191 @@
+//! Enrolling and disabling key custodians (operators), from the public card
+//! each custodian made with `rkm custodian init`.
+
+use rkm_proto::custodian_card::CustodianCard;
+use rusqlite::{OptionalExtension as _, params};
+
+use super::{CeremonyError, Services, now};
+use crate::audit::Event;
+
+/// A custodian as the daemon knows them.
+#[derive(Debug, Clone)]
+pub struct Custodian {
+    pub name: String,
+    pub ed25519_public_key: [u8; 32],
+    pub age_recipient: String,
+    pub fingerprint: String,
+    pub enabled: bool,
+    pub enrolled_at: String,
+    pub disabled_reason: String,
+}
+
+const COLUMNS: &str =
+    "name, ed25519_public_key, age_recipient, fingerprint, enabled, enrolled_at, disabled_reason";
+
+fn row_to_custodian(row: &rusqlite::Row<'_>) -> rusqlite::Result<Custodian> {
+    let key: Vec<u8> = row.get(1)?;
+    Ok(Custodian {
+        name: row.get(0)?,
+        ed25519_public_key: key.try_into().map_err(|_| {
+            rusqlite::Error::InvalidColumnType(1, "ed25519_public_key".into(), rusqlite::types::Type::Blob)
+        })?,
+        age_recipient: row.get(2)?,
+        fingerprint: row.get(3)?,
+        enabled: row.get(4)?,
+        enrolled_at: row.get(5)?,
+        disabled_reason: row.get(6)?,
+    })
+}
+
+/// Reads one custodian.
+pub fn load(connection: &rusqlite::Connection, name: &str) -> rusqlite::Result<Option<Custodian>> {
+    connection
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM custodians WHERE name = ?1"),
+            [name],
+            row_to_custodian,
+        )
+        .optional()
+}
+
+impl Services {
+    /// Enrols the custodian of `card_text`.
+    ///
+    /// # Errors
+    /// A malformed card, or a name, signing key or age recipient that another
+    /// custodian already has.
+    pub async fn enrol_custodian(&self, actor: &str, card_text: String) -> Result<Custodian, CeremonyError> {
+        let event = Event::ok(actor, "custodian.enrol");
+        let card = match CustodianCard::parse(&card_text) {
+            Ok(card) => card,
+            Err(error) => {
+                let error = CeremonyError::InvalidArgument(format!("the custodian card is not valid: {error}"));
+                return self.refuse(event, error).await;
+            }
+        };
+        let event = event
+            .subject(card.name.clone())
+            .detail("custodian", card.name.clone())
+            .detail("fingerprint", card.fingerprint());
+        let conflict = {
+            let card = CustodianCard::parse(&card_text).expect("parsed above");
+            self.store
+                .with(move |connection| {
+                    Ok(connection
+                        .query_row(
+                            "SELECT name FROM custodians WHERE name = ?1 OR ed25519_public_key = ?2 OR age_recipient = ?3",
+                            params![card.name, card.ed25519_public_key.to_vec(), card.age_recipient],
+                            |row| row.get::<_, String>(0),
+                        )
+                        .optional()?)
+                })
+                .await?
+        };
+        if let Some(existing) = conflict {
+            let error = if existing == card.name {
+                CeremonyError::FailedPrecondition(format!(
+                    "a custodian named {existing:?} is already enrolled; a new card for the same person needs a new name, or disable the old one first"
+                ))
+            } else {
+                CeremonyError::FailedPrecondition(format!(
+                    "this card's keys already belong to custodian {existing:?}; each custodian needs their own identity"
+                ))
+            };
+            return self.refuse(event, error).await;
+        }
+        let custodian = Custodian {
+            name: card.name.clone(),
+            ed25519_public_key: card.ed25519_public_key,
+            age_recipient: card.age_recipient.clone(),
+            fingerprint: card.fingerprint(),
+            enabled: true,
+            enrolled_at: now(),
+            disabled_reason: String::new(),
+        };
+        let stored = custodian.clone();
+        self.audit
+            .record_with(event, move |connection| {
+                connection
+                    .execute(
+                        "INSERT INTO custodians (name, ed25519_public_key, age_recipient, fingerprint, card, enabled, enrolled_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)",
+                        params![
+                            stored.name,
+                            stored.ed25519_public_key.to_vec(),
+                            stored.age_recipient,
+                            stored.fingerprint,
+                            card_text,
+                            stored.enrolled_at
+                        ],
+                    )
+                    .map_err(crate::store::StoreError::from)?;
+                Ok(())
+            })
+            .await?;
+        Ok(custodian)
+    }
+
+    /// Every custodian, by name.
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn list_custodians(&self) -> Result<Vec<Custodian>, CeremonyError> {
+        Ok(self
+            .store
+            .with(|connection| {
+                let mut statement =
+                    connection.prepare(&format!("SELECT {COLUMNS} FROM custodians ORDER BY name"))?;
+                let rows = statement.query_map([], row_to_custodian)?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await?)
+    }
+
+    /// Disables a custodian: no new key will include them.
+    ///
+    /// # Errors
+    /// Unknown or already disabled custodian, or an empty reason.
+    pub async fn disable_custodian(
+        &self,
+        actor: &str,
+        name: String,
+        reason: String,
+    ) -> Result<Custodian, CeremonyError> {
+        let event = Event::ok(actor, "custodian.disable")
+            .subject(name.clone())
+            .detail("custodian", name.clone())
+            .detail("disable_reason", reason.clone());
+        if reason.trim().is_empty() {
+            let error = CeremonyError::InvalidArgument("say why the custodian is disabled (--reason)".to_owned());
+            return self.refuse(event, error).await;
+        }
+        let lookup = name.clone();
+        let existing = self.store.with(move |c| Ok(load(c, &lookup)?)).await?;
+        let Some(mut custodian) = existing else {
+            let error = CeremonyError::not_found("custodian", name, "; `rkm custodian list` shows who is enrolled");
+            return self.refuse(event, error).await;
+        };
+        if !custodian.enabled {
+            let error = CeremonyError::FailedPrecondition(format!(
+                "custodian {name:?} is already disabled ({})",
+                custodian.disabled_reason
+            ));
+            return self.refuse(event, error).await;
+        }
+        let stored_reason = reason.clone();
+        self.audit
+            .record_with(event, move |connection| {
+                connection
+                    .execute(
+                        "UPDATE custodians SET enabled = 0, disabled_reason = ?2 WHERE name = ?1",
+                        params![name, stored_reason],
+                    )
+                    .map_err(crate::store::StoreError::from)?;
+                Ok(())
+            })
+            .await?;
+        custodian.enabled = false;
+        custodian.disabled_reason = reason;
+        Ok(custodian)
+    }
+}

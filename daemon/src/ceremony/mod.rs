@@ -1,0 +1,54 @@
+//! Ceremonies and the records they change: custodians and their notices, and
+//! the key generation ceremony (its envelopes and receipts). Every transition
+//! is written together with its audit entry, and every refusal is audited.
+
+pub mod custodians;
+mod error;
+pub mod keygen;
+pub mod notices;
+
+use std::time::SystemTime;
+
+pub use error::CeremonyError;
+
+use crate::audit::{AuditLog, Event};
+use crate::hsm::{AuditKey, Hsm};
+use crate::store::Store;
+
+/// What ceremonies work with; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub hsm: Hsm,
+    pub store: Store,
+    pub audit: AuditLog,
+    pub audit_key: AuditKey,
+}
+
+/// The current time as RFC 3339 UTC with seconds.
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+impl Services {
+    /// A fresh identifier such as `cer-1f2e3d4c5b6a7988`, from the HSM's RNG.
+    ///
+    /// # Errors
+    /// The HSM fails.
+    pub async fn new_id(&self, prefix: &str) -> Result<String, CeremonyError> {
+        let bytes = self.hsm.random(8).await?;
+        Ok(format!("{prefix}-{}", hex::encode(&bytes[..])))
+    }
+
+    /// Audits a refused or failed action, then hands the error back. If even
+    /// the audit entry cannot be written, that failure is logged: the action
+    /// was refused either way.
+    pub async fn refuse<T>(&self, event: Event, error: CeremonyError) -> Result<T, CeremonyError> {
+        let event = event
+            .with_outcome(error.outcome())
+            .detail("reason", error.to_string());
+        if let Err(audit_error) = self.audit.record(event).await {
+            tracing::error!(%audit_error, "could not audit a refused action");
+        }
+        Err(error)
+    }
+}
