@@ -4,28 +4,23 @@
 //! both tools over it and measures the peak RSS of the `rkm` process.
 //!
 //! ```text
-//! cargo bench -p rkm-client --bench audit_verify -- [--entries N] [--checkpoint-every K] [--runs R]
+//! cargo bench -p rkm-client --bench audit_verify -- [--entries N] [--checkpoint-every K] [--runs R] [--keep FILE]
 //! ```
+//!
+//! `--keep FILE` writes the log there and leaves it (e.g. to watch the
+//! progress bar of `rkm audit verify` in a terminal).
 //!
 //! Targets (issue 3): within 3× of `sha256sum`, peak RSS under 100 MB. Exits
 //! non-zero if a target is missed.
 
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufWriter, Write as _};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::{Signer as _, SigningKey};
-use rkm_proto::audit_entry::{AuditEntry, ENTRY_VERSION, Outcome};
-use rkm_proto::audit_file::AuditFileWriter;
-use rkm_proto::checkpoint::{Checkpoint, VerifierKey, format_signed_note, signed_message};
-use rkm_proto::merkle::{Frontier, leaf_hash};
+#[path = "../tests/common/synthetic.rs"]
+mod synthetic;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
-
-const ORIGIN: &str = "rkm.bench/audit";
 const TARGET_RATIO: f64 = 3.0;
 const TARGET_RSS_KB: u64 = 100 * 1024;
 
@@ -33,6 +28,7 @@ struct Options {
     entries: u64,
     checkpoint_every: u64,
     runs: usize,
+    keep: Option<std::path::PathBuf>,
 }
 
 fn options() -> Result<Options> {
@@ -40,6 +36,7 @@ fn options() -> Result<Options> {
         entries: 1_000_000,
         checkpoint_every: 1000,
         runs: 3,
+        keep: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -53,87 +50,16 @@ fn options() -> Result<Options> {
             "--entries" => options.entries = value("--entries")?,
             "--checkpoint-every" => options.checkpoint_every = value("--checkpoint-every")?.max(1),
             "--runs" => options.runs = usize::try_from(value("--runs")?)?.max(1),
+            "--keep" => options.keep = Some(args.next().ok_or("--keep needs a file")?.into()),
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}; use --entries N, --checkpoint-every K, --runs R"
+                    "unknown argument {other:?}; use --entries N, --checkpoint-every K, --runs R, --keep FILE"
                 )
                 .into());
             }
         }
     }
     Ok(options)
-}
-
-/// A realistic entry: a ceremony step by an operator, with a request digest
-/// and a message, about 200 bytes once encoded.
-fn entry(index: u64) -> AuditEntry {
-    const ACTIONS: [&str; 6] = [
-        "ceremony.approve",
-        "ceremony.open",
-        "share.submit",
-        "audit.note",
-        "key.sign",
-        "custodian.attest",
-    ];
-    let seconds = 1_790_000_000 + index / 10;
-    let millis = (index % 10) * 100;
-    let (days, rest) = (seconds / 86_400, seconds % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    AuditEntry {
-        v: ENTRY_VERSION,
-        time: format!(
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-            rest / 3600,
-            rest / 60 % 60,
-            rest % 60
-        ),
-        actor: format!("custodian-{}", index % 7),
-        action: ACTIONS[(index % 6) as usize].to_owned(),
-        subject: format!("cer-{:08x}", index / 50),
-        outcome: Outcome::Ok,
-        details: BTreeMap::from([
-            (
-                "digest".to_owned(),
-                format!(
-                    "{:016x}{:016x}",
-                    index.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-                    index
-                ),
-            ),
-            ("message".to_owned(), format!("step {index} of the drill")),
-        ]),
-    }
-}
-
-/// Writes a signed log of `entries` entries to `path`; returns its verifier key.
-fn generate(path: &Path, entries: u64, every: u64) -> Result<VerifierKey> {
-    let key = SigningKey::from_bytes(&[7; 32]);
-    let verifier = VerifierKey::new(ORIGIN, key.verifying_key().as_bytes())?;
-    let out = BufWriter::with_capacity(1 << 20, File::create(path)?);
-    let mut writer = AuditFileWriter::create(out, ORIGIN, &verifier)?;
-    let mut frontier = Frontier::new();
-    for index in 0..entries {
-        let bytes = entry(index).encode()?;
-        writer.entry(index, &bytes)?;
-        frontier.append(leaf_hash(&bytes))?;
-        if frontier.size() % every == 0 || frontier.size() == entries {
-            let body = Checkpoint::new(ORIGIN, frontier.size(), frontier.root(), vec![])?.to_body();
-            let signature = key.sign(signed_message(&body));
-            let note = format_signed_note(&body, ORIGIN, verifier.key_id(), &signature.to_bytes())?;
-            writer.checkpoint(&note)?;
-        }
-    }
-    writer.into_inner().flush()?;
-    Ok(verifier)
 }
 
 /// Runs a command to completion, returning its wall time and stderr.
@@ -203,10 +129,13 @@ fn main() -> Result<()> {
     let options = options()?;
     let rkm = env!("CARGO_BIN_EXE_rkm");
     let dir = tempfile::tempdir()?;
-    let file = dir.path().join("audit.log");
+    let file = options
+        .keep
+        .clone()
+        .unwrap_or_else(|| dir.path().join("audit.log"));
 
     let started = Instant::now();
-    let key = generate(&file, options.entries, options.checkpoint_every)?.to_string();
+    let key = synthetic::generate(&file, options.entries, options.checkpoint_every)?.to_string();
     let bytes = std::fs::metadata(&file)?.len();
     println!(
         "generated {} entries, {} checkpoints, {:.1} MB in {:.1} s ({} bytes per line on average)",

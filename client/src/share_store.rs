@@ -237,6 +237,12 @@ impl ShareDir {
         if check_key_id(key).is_ok() && self.key_folder(key).is_dir() {
             return self.load_folder(key);
         }
+        if !self.0.is_dir() {
+            bail!(
+                "no share for key {key:?}: the share directory {} does not exist; `rkm share fetch --key {key}` fetches your share (or give the right --share-dir)",
+                self.0.display()
+            );
+        }
         let mut matches = Vec::new();
         let entries = fs::read_dir(&self.0).with_context(|| {
             format!(

@@ -1,7 +1,7 @@
 //! ECDSA P-256 signing throughput through SoftHSM2: a plain `cryptoki` loop
 //! (the baseline) against the rkm HSM layer, with 1 and with N sessions.
 //!
-//! `cargo bench -p rkm-daemon --bench hsm_sign [-- --seconds S] [-- --json]`
+//! `cargo bench -p rkm-daemon --bench hsm_sign [-- --seconds S --repeat R --json]`
 //!
 //! PKCS#11 allows one `C_Initialize` per process and SoftHSM2 reads
 //! `SOFTHSM2_CONF` only then, so every measurement runs in a child process (this
@@ -9,9 +9,12 @@
 //! child prints one JSON line on stdout; the parent prints the table.
 //!
 //! Options (unknown arguments such as cargo's `--bench` are ignored):
-//! * `--seconds S` (or env `RKM_BENCH_SECONDS`): timed part of each measurement, default 3;
+//! * `--seconds S` (or env `RKM_BENCH_SECONDS`): the timed part of each
+//!   measurement, default 3;
 //! * `--sessions N`: the "many" configuration, default the number of cores;
 //! * `--in-flight K`: concurrent requests per HSM worker, default 8;
+//! * `--repeat R`: measure every configuration R times, interleaved, and report
+//!   the median (on a noisy machine), default 1;
 //! * `--json`: print one JSON document instead of the table.
 
 #![forbid(unsafe_code)]
@@ -81,6 +84,7 @@ struct Options {
     seconds: f64,
     sessions: Option<usize>,
     in_flight: usize,
+    repeat: usize,
     json: bool,
     module: Option<PathBuf>,
     label: Option<String>,
@@ -107,6 +111,7 @@ impl Options {
             seconds,
             sessions: None,
             in_flight: DEFAULT_IN_FLIGHT_PER_WORKER,
+            repeat: 1,
             json: false,
             module: None,
             label: None,
@@ -126,6 +131,7 @@ impl Options {
                 "--seconds" => options.seconds = parse_value(&name, value())?,
                 "--sessions" => options.sessions = Some(parse_value(&name, value())?),
                 "--in-flight" => options.in_flight = parse_value(&name, value())?,
+                "--repeat" => options.repeat = parse_value(&name, value())?,
                 "--module" => options.module = Some(parse_value(&name, value())?),
                 "--label" => options.label = Some(parse_value(&name, value())?),
                 "--json" => options.json = true,
@@ -136,8 +142,8 @@ impl Options {
         if !(options.seconds.is_finite() && options.seconds > 0.0) {
             bail!("--seconds must be positive, not {}", options.seconds);
         }
-        if options.sessions == Some(0) || options.in_flight == 0 {
-            bail!("--sessions and --in-flight must be at least 1");
+        if options.sessions == Some(0) || options.in_flight == 0 || options.repeat == 0 {
+            bail!("--sessions, --in-flight and --repeat must be at least 1");
         }
         Ok(options)
     }
@@ -212,7 +218,22 @@ fn main() -> anyhow::Result<()> {
 struct Row {
     mode: Mode,
     sessions: usize,
-    measurement: Measurement,
+    /// One measurement per repetition, each in its own child on its own token.
+    samples: Vec<Measurement>,
+}
+
+impl Row {
+    /// Median rate over the repetitions (the mean of the middle two if even).
+    fn per_second(&self) -> f64 {
+        let mut rates: Vec<f64> = self.samples.iter().map(|m| m.per_second()).collect();
+        rates.sort_by(f64::total_cmp);
+        let middle = rates.len() / 2;
+        if rates.len() % 2 == 0 {
+            (rates[middle - 1] + rates[middle]) / 2.0
+        } else {
+            rates[middle]
+        }
+    }
 }
 
 fn run_all(options: &Options) -> anyhow::Result<()> {
@@ -221,42 +242,59 @@ fn run_all(options: &Options) -> anyhow::Result<()> {
     let mut counts = vec![1, many];
     counts.dedup();
 
-    let mut rows = Vec::new();
-    for &sessions in &counts {
-        for mode in [Mode::Raw, Mode::Hsm] {
-            let measurement = run_child(options, mode, sessions)?;
-            rows.push(Row {
+    let mut rows: Vec<Row> = counts
+        .iter()
+        .flat_map(|&sessions| {
+            [Mode::Raw, Mode::Hsm].map(|mode| Row {
                 mode,
                 sessions,
-                measurement,
-            });
+                samples: Vec::with_capacity(options.repeat),
+            })
+        })
+        .collect();
+    // Interleaved, so that a slow spell of the machine hits every row alike.
+    for _ in 0..options.repeat {
+        for row in &mut rows {
+            row.samples
+                .push(run_child(options, row.mode, row.sessions)?);
         }
     }
 
     let raw_rate = |sessions: usize| {
         rows.iter()
             .find(|row| row.mode == Mode::Raw && row.sessions == sessions)
-            .map(|row| row.measurement.per_second())
+            .map(Row::per_second)
     };
     if options.json {
         let results: Vec<_> = rows
             .iter()
             .map(|row| {
-                let rate = row.measurement.per_second();
+                let rate = row.per_second();
+                let samples: Vec<_> = row
+                    .samples
+                    .iter()
+                    .map(|m| {
+                        json!({
+                            "signatures": m.signatures,
+                            "elapsed_s": m.elapsed.as_secs_f64(),
+                            "signatures_per_second": m.per_second(),
+                        })
+                    })
+                    .collect();
                 json!({
                     "config": row.mode.as_str(),
                     "sessions": row.sessions,
                     "in_flight": (row.mode == Mode::Hsm).then_some(row.sessions * options.in_flight),
-                    "signatures": row.measurement.signatures,
-                    "elapsed_s": row.measurement.elapsed.as_secs_f64(),
                     "signatures_per_second": rate,
                     "ratio_to_raw": raw_rate(row.sessions).map(|raw| rate / raw),
+                    "samples": samples,
                 })
             })
             .collect();
         let document = json!({
             "benchmark": "ECDSA P-256 signing through SoftHSM2",
             "seconds": options.seconds,
+            "repeat": options.repeat,
             "cores": cores,
             "results": results,
         });
@@ -264,13 +302,17 @@ fn run_all(options: &Options) -> anyhow::Result<()> {
         return Ok(());
     }
 
+    let repeat = match options.repeat {
+        1 => String::new(),
+        n => format!(", median of {n}"),
+    };
     println!(
-        "ECDSA P-256 signing through SoftHSM2 ({} s each, {cores} core{})",
+        "ECDSA P-256 signing through SoftHSM2 ({} s each{repeat}, {cores} core{})",
         options.seconds,
         plural(cores)
     );
     for row in &rows {
-        let rate = row.measurement.per_second();
+        let rate = row.per_second();
         let n = row.sessions;
         let (label, ratio) = match row.mode {
             Mode::Raw => (

@@ -21,6 +21,8 @@ pub enum DaemonError {
     Hardening(#[from] HardeningError),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error(transparent)]
+    Ceremony(Box<crate::ceremony::CeremonyError>),
     #[error("the state directory {} is not initialised; run `rkmd init` first", state_dir.display())]
     NotInitialised { state_dir: PathBuf },
     #[error(

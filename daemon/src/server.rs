@@ -2,11 +2,14 @@
 //! a loopback TCP port, until SIGTERM or SIGINT.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rkm_proto::v1::audit_service_server::AuditServiceServer;
 use rkm_proto::v1::custodian_service_server::CustodianServiceServer;
 use rkm_proto::v1::key_service_server::KeyServiceServer;
+use rkm_proto::v1::recovery_service_server::RecoveryServiceServer;
 use rkm_proto::v1::system_service_server::SystemServiceServer;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
@@ -17,9 +20,11 @@ use tonic::transport::Server;
 use crate::api::audit::AuditApi;
 use crate::api::custodian::CustodianApi;
 use crate::api::key::KeyApi;
+use crate::api::recovery::RecoveryApi;
 use crate::api::system::SystemApi;
 use crate::audit::{AuditLog, Event};
 use crate::ceremony::Services;
+use crate::ceremony::recovery::RecoveryRuntime;
 use crate::config::Settings;
 use crate::error::DaemonError;
 use crate::startup;
@@ -62,13 +67,19 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_secs()),
     };
+    let holding_key = hsm.holding_key().await?;
     let services = Services {
         hsm: hsm.clone(),
         store: store.clone(),
         audit: audit.clone(),
         audit_key,
+        recovery: Some(Arc::new(RecoveryRuntime::new(
+            holding_key,
+            settings.state_dir.join("artefacts"),
+        ))),
     };
-    let routes = routes(system, AuditApi { log: audit.clone() }, services).await;
+    services.resume_signing().await.map_err(|e| DaemonError::Ceremony(Box::new(e)))?;
+    let routes = routes(system, AuditApi { log: audit.clone() }, services.clone()).await;
 
     let socket_path = settings.socket_path();
     let unix = bind_unix_socket(&socket_path)?;
@@ -76,8 +87,9 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
     let (stop_checkpoints, checkpoints_stop) = watch::channel(false);
     let checkpointer = audit.spawn_checkpointer(
         settings.audit_config().checkpoint_interval,
-        checkpoints_stop,
+        checkpoints_stop.clone(),
     );
+    let sweeper = spawn_expiry_sweeper(services.clone(), checkpoints_stop);
     let mut servers = tokio::task::JoinSet::new();
     servers.spawn(
         Server::builder()
@@ -125,6 +137,9 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
         tracing::error!(%error, "could not record the shutdown in the audit log");
     }
     let _ = stop_checkpoints.send(true);
+    if sweeper.await.is_err() {
+        tracing::error!("the expiry sweeper failed");
+    }
     if checkpointer.await.is_err() {
         tracing::error!("the checkpointer task failed");
     }
@@ -150,6 +165,9 @@ async fn routes(system: SystemApi, audit: AuditApi, services: Services) -> Route
     health_reporter
         .set_serving::<KeyServiceServer<KeyApi>>()
         .await;
+    health_reporter
+        .set_serving::<RecoveryServiceServer<RecoveryApi>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(rkm_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -164,8 +182,26 @@ async fn routes(system: SystemApi, audit: AuditApi, services: Services) -> Route
         .add_service(CustodianServiceServer::new(CustodianApi {
             services: services.clone(),
         }))
-        .add_service(KeyServiceServer::new(KeyApi { services }));
+        .add_service(KeyServiceServer::new(KeyApi {
+            services: services.clone(),
+        }))
+        .add_service(RecoveryServiceServer::new(RecoveryApi { services }));
     routes.routes()
+}
+
+/// Expires ceremonies whose time is up, once a second, so held shares and
+/// envelopes do not outlive their window even when nobody looks.
+fn spawn_expiry_sweeper(services: Services, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+            services.expire_due().await;
+            services.expire_key_generations().await;
+        }
+    })
 }
 
 async fn stopped(mut stop: watch::Receiver<bool>) {

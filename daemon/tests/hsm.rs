@@ -189,3 +189,29 @@ fn wrong_pin_unknown_label_and_missing_module_fail_with_what_to_do() {
         "{missing}"
     );
 }
+
+#[tokio::test]
+async fn held_shares_round_trip_and_any_change_or_other_context_fails() {
+    let (_token, hsm) = fresh_hsm(2);
+    let key = hsm.holding_key().await.unwrap();
+    let again = hsm.holding_key().await.unwrap();
+    let share = zeroize::Zeroizing::new((0u8..65).collect::<Vec<u8>>());
+    let held = hsm
+        .hold(key, share.clone(), b"cer-1\0alice".to_vec())
+        .await
+        .unwrap();
+    assert!(!held.windows(16).any(|w| w == &share[..16]), "the plaintext shows through");
+    let released = hsm.release(again, held.clone(), b"cer-1\0alice".to_vec()).await.unwrap();
+    assert_eq!(&released[..], &share[..]);
+
+    let other_context = hsm.release(key, held.clone(), b"cer-1\0bob".to_vec()).await;
+    assert!(matches!(other_context, Err(HsmError::HeldDataInvalid)), "{other_context:?}");
+    for index in [0, 12, held.len() - 1] {
+        let mut changed = held.clone();
+        changed[index] ^= 0x01;
+        let result = hsm.release(key, changed, b"cer-1\0alice".to_vec()).await;
+        assert!(matches!(result, Err(HsmError::HeldDataInvalid)), "byte {index}: {result:?}");
+    }
+    // Only the persistent holding key is left as a token object.
+    assert_eq!(hsm.count_objects().await.unwrap().token_objects, 1);
+}

@@ -177,9 +177,12 @@ pub enum AuditFileError {
         /// The origin mismatch.
         source: CheckpointError,
     },
-    /// A checkpoint whose size is not the number of entries before it.
+    /// A checkpoint whose size is not the number of entries before it:
+    /// entries before it were deleted or inserted, or it was moved.
     #[error(
-        "line {line}: checkpoint at size {size} follows {entries} entries; a checkpoint must come right after the entry that brings the log to its size (entries deleted, inserted or moved, or checkpoints swapped)"
+        "line {line}: checkpoint at size {size} comes after {}: {}",
+        entry_count(*.entries),
+        misplaced_detail(*.size, *.entries)
     )]
     CheckpointMisplaced {
         /// The line.
@@ -205,7 +208,7 @@ pub enum AuditFileError {
     /// was changed (those before `start` match an earlier signed checkpoint).
     #[error(
         "line {line}: entries {start}..{end} do not hash to the checkpoint at size {size} (expected root {expected}, found {found}){}",
-        diagnosis_suffix(.diagnosis.as_ref())
+        diagnosis_suffix(.diagnosis.as_deref())
     )]
     RootMismatch {
         /// The checkpoint's line.
@@ -222,7 +225,7 @@ pub enum AuditFileError {
         found: Hash,
         /// The first entry of `start..end` found wrong by [`diagnose_range`],
         /// once a caller has run it.
-        diagnosis: Option<Diagnosis>,
+        diagnosis: Option<Box<Diagnosis>>,
     },
     /// The file ends with entries that no checkpoint covers.
     #[error(
@@ -249,6 +252,37 @@ pub enum AuditFileError {
 
 fn claimed_size_suffix(size: Option<u64>) -> String {
     size.map_or_else(String::new, |size| format!(" claiming size {size}"))
+}
+
+/// "1 entry", "2 entries".
+fn entry_count(entries: u64) -> String {
+    if entries == 1 {
+        "1 entry".to_owned()
+    } else {
+        format!("{entries} entries")
+    }
+}
+
+/// What a misplaced checkpoint means, naming the entries concerned.
+fn misplaced_detail(size: u64, entries: u64) -> String {
+    let range = |start: u64, end: u64| {
+        if end - start == 1 {
+            format!("entry {start} is")
+        } else {
+            format!("entries {start}..{end} are")
+        }
+    };
+    if size > entries {
+        format!(
+            "{} missing before it (deleted or moved), or the checkpoint was moved",
+            range(entries, size)
+        )
+    } else {
+        format!(
+            "{} before it but not covered by it (inserted or moved), or the checkpoint was moved",
+            range(size, entries)
+        )
+    }
 }
 
 fn last_checkpoint_suffix(size: Option<u64>) -> String {
@@ -925,7 +959,8 @@ where
             let diagnosis = open()
                 .map_err(AuditFileError::from)
                 .and_then(|reader| diagnose_range(reader, start, end))
-                .ok();
+                .ok()
+                .map(Box::new);
             AuditFileError::RootMismatch {
                 line,
                 size,
@@ -1205,6 +1240,20 @@ mod tests {
         lines.iter().position(|l| l.starts_with(&prefix)).unwrap()
     }
 
+    /// (size, start, end) and the diagnosis of a root mismatch.
+    fn mismatch(error: &AuditFileError) -> ((u64, u64, u64), Option<&Diagnosis>) {
+        match error {
+            AuditFileError::RootMismatch {
+                size,
+                start,
+                end,
+                diagnosis,
+                ..
+            } => ((*size, *start, *end), diagnosis.as_deref()),
+            other => panic!("not a root mismatch: {other}"),
+        }
+    }
+
     #[test]
     fn valid_log_verifies_with_summary() {
         let text = log(10, 4);
@@ -1267,17 +1316,10 @@ mod tests {
         lines[at] = lines[at].replacen("\"v\":1", "\"v\":1x", 1);
         let error = check(&join(&lines)).unwrap_err();
         let message = error.to_string();
+        let (range, diagnosis) = mismatch(&error);
+        assert_eq!(range, (8, 4, 8), "{message}");
         assert!(
-            matches!(
-                error,
-                AuditFileError::RootMismatch {
-                    size: 8,
-                    start: 4,
-                    end: 8,
-                    diagnosis: Some(Diagnosis::Undecodable { index: 5, .. }),
-                    ..
-                }
-            ),
+            matches!(diagnosis, Some(Diagnosis::Undecodable { index: 5, .. })),
             "{message}"
         );
         assert!(
@@ -1294,16 +1336,11 @@ mod tests {
         let at = entry_line(&lines, 2);
         lines[at] = lines[at].replacen("note 2", "note X", 1);
         let error = check(&join(&lines)).unwrap_err();
-        assert!(
-            matches!(
-                error,
-                AuditFileError::RootMismatch {
-                    size: 4,
-                    start: 0,
-                    diagnosis: Some(Diagnosis::NotFound { start: 0, end: 4 }),
-                    ..
-                }
-            ),
+        let (range, diagnosis) = mismatch(&error);
+        assert_eq!(range, (4, 0, 4), "{error}");
+        assert_eq!(
+            diagnosis,
+            Some(&Diagnosis::NotFound { start: 0, end: 4 }),
             "{error}"
         );
     }
@@ -1317,14 +1354,9 @@ mod tests {
         lines[a] = format!("E 3 {pb}");
         lines[b] = format!("E 4 {pa}");
         let error = check(&join(&lines)).unwrap_err();
+        let (_, diagnosis) = mismatch(&error);
         assert!(
-            matches!(
-                error,
-                AuditFileError::RootMismatch {
-                    diagnosis: Some(Diagnosis::TimeOutOfOrder { index: 4, .. }),
-                    ..
-                }
-            ),
+            matches!(diagnosis, Some(Diagnosis::TimeOutOfOrder { index: 4, .. })),
             "{error}"
         );
     }
@@ -1350,6 +1382,25 @@ mod tests {
                 .to_string()
                 .contains("expected entry 6, found entry 7")
         );
+    }
+
+    #[test]
+    fn entry_deleted_right_before_a_checkpoint_is_named() {
+        let mut lines = lines(&log(10, 4));
+        lines.remove(entry_line(&lines, 3));
+        let error = check(&join(&lines)).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                AuditFileError::CheckpointMisplaced {
+                    size: 4,
+                    entries: 3,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert!(error.to_string().contains("entry 3 is missing"), "{error}");
     }
 
     #[test]
@@ -1499,6 +1550,10 @@ mod tests {
                     ..
                 }
             ),
+            "{error}"
+        );
+        assert!(
+            error.to_string().contains("entries 4..8 are missing"),
             "{error}"
         );
     }

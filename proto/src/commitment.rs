@@ -68,11 +68,26 @@ mod tests {
         let salt = [0x22; 32];
         let expected = share_commitment(key_id, &share, &salt);
         assert!(commitment_matches(key_id, &share, &salt, &expected));
-        assert!(!commitment_matches("rk-0123456789abcdee", &share, &salt, &expected));
-        assert!(!commitment_matches(key_id, &Share::new(6, &[0x11; 32]).unwrap(), &salt, &expected));
+        assert!(!commitment_matches(
+            "rk-0123456789abcdee",
+            &share,
+            &salt,
+            &expected
+        ));
+        assert!(!commitment_matches(
+            key_id,
+            &Share::new(6, &[0x11; 32]).unwrap(),
+            &salt,
+            &expected
+        ));
         let mut y = [0x11; 32];
         y[0] ^= 1;
-        assert!(!commitment_matches(key_id, &Share::new(5, &y).unwrap(), &salt, &expected));
+        assert!(!commitment_matches(
+            key_id,
+            &Share::new(5, &y).unwrap(),
+            &salt,
+            &expected
+        ));
         assert!(!commitment_matches(key_id, &share, &[0x23; 32], &expected));
     }
 }

@@ -130,10 +130,11 @@ pub fn validate_ed25519_public_key(key: &[u8; 32]) -> Result<VerifyingKey, CardE
 ///
 /// [`CardError::InvalidAgeRecipient`].
 pub fn parse_age_recipient(recipient: &str) -> Result<age::x25519::Recipient, CardError> {
-    let parsed =
-        age::x25519::Recipient::from_str(recipient).map_err(|e| CardError::InvalidAgeRecipient {
+    let parsed = age::x25519::Recipient::from_str(recipient).map_err(|e| {
+        CardError::InvalidAgeRecipient {
             reason: e.to_owned(),
-        })?;
+        }
+    })?;
     if parsed.to_string() != recipient {
         return Err(CardError::InvalidAgeRecipient {
             reason: "it is not in canonical lowercase form".to_owned(),
@@ -230,11 +231,10 @@ impl CustodianCard {
                 found: json.rkm_custodian_card,
             });
         }
-        let ed25519_public_key = decode_hex32(&json.ed25519_public_key).ok_or(
-            CardError::InvalidEd25519Key {
+        let ed25519_public_key =
+            decode_hex32(&json.ed25519_public_key).ok_or(CardError::InvalidEd25519Key {
                 reason: "it is not 64 lowercase hex digits",
-            },
-        )?;
+            })?;
         let card = CustodianCard {
             name: json.name,
             ed25519_public_key,
@@ -274,7 +274,17 @@ mod tests {
         for ok in ["alice", "a", "bob.smith", "c_3-x", &"a".repeat(64)] {
             assert!(validate_custodian_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "Alice", "a b", "..", "-x", ".hidden", "é", &"a".repeat(65), "a/b"] {
+        for bad in [
+            "",
+            "Alice",
+            "a b",
+            "..",
+            "-x",
+            ".hidden",
+            "é",
+            &"a".repeat(65),
+            "a/b",
+        ] {
             assert!(validate_custodian_name(bad).is_err(), "{bad}");
         }
     }

@@ -202,10 +202,14 @@ impl EnvelopeContents {
         let threshold = reader.u8().ok_or(malformed("it is truncated"))?;
         let x = reader.u8().ok_or(malformed("it is truncated"))?;
         let share = {
-            let y = reader.slice(32).ok_or(malformed("its share is truncated"))?;
+            let y = reader
+                .slice(32)
+                .ok_or(malformed("its share is truncated"))?;
             Share::try_from_slice(x, y).map_err(|_| malformed("its share has x-coordinate 0"))?
         };
-        let salt = reader.array::<32>().ok_or(malformed("its salt is truncated"))?;
+        let salt = reader
+            .array::<32>()
+            .ok_or(malformed("its salt is truncated"))?;
         if !reader.is_empty() {
             return Err(malformed("it has trailing bytes"));
         }

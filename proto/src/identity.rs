@@ -295,7 +295,9 @@ impl CustodianIdentity {
         if version != IDENTITY_VERSION {
             return Err(IdentityError::UnsupportedVersion { found: version });
         }
-        let name = reader.str16().ok_or(damaged("its name is truncated or not UTF-8"))?;
+        let name = reader
+            .str16()
+            .ok_or(damaged("its name is truncated or not UTF-8"))?;
         validate_custodian_name(name)?;
         let seed = Zeroizing::new(
             reader
@@ -345,7 +347,8 @@ mod tests {
     use super::*;
 
     /// Test vector of age's own `x25519` module (age-0.12 `TEST_SK`/`TEST_PK`).
-    const TEST_SK: &str = "AGE-SECRET-KEY-1GQ9778VQXMMJVE8SK7J6VT8UJ4HDQAJUVSFCWCM02D8GEWQ72PVQ2Y5J33";
+    const TEST_SK: &str =
+        "AGE-SECRET-KEY-1GQ9778VQXMMJVE8SK7J6VT8UJ4HDQAJUVSFCWCM02D8GEWQ72PVQ2Y5J33";
     const TEST_PK: &str = "age1t7rxyev2z3rw82stdlrrepyc39nvn86l5078zqkf5uasdy86jp6svpy7pa";
 
     #[test]

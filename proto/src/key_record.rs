@@ -412,7 +412,9 @@ impl KeyRecord {
             return Err(threshold_error("a key needs at least one custodian"));
         }
         if count > 255 {
-            return Err(threshold_error("GF(256) sharing allows at most 255 custodians"));
+            return Err(threshold_error(
+                "GF(256) sharing allows at most 255 custodians",
+            ));
         }
         if self.threshold == 0 {
             return Err(threshold_error("k must be at least 1"));
@@ -420,8 +422,12 @@ impl KeyRecord {
         if usize::from(self.threshold) > count {
             return Err(threshold_error("k exceeds the number of custodians"));
         }
-        let (mut names, mut xs, mut eds, mut ages) =
-            (HashSet::new(), HashSet::new(), HashSet::new(), HashSet::new());
+        let (mut names, mut xs, mut eds, mut ages) = (
+            HashSet::new(),
+            HashSet::new(),
+            HashSet::new(),
+            HashSet::new(),
+        );
         for c in &self.custodians {
             let bad = |reason: String| KeyRecordError::InvalidCustodian {
                 name: c.name.chars().take(80).collect(),
@@ -444,7 +450,9 @@ impl KeyRecord {
                 return Err(bad("its Ed25519 key is another custodian's too".to_owned()));
             }
             if !ages.insert(c.age_recipient.as_str()) {
-                return Err(bad("its age recipient is another custodian's too".to_owned()));
+                return Err(bad(
+                    "its age recipient is another custodian's too".to_owned()
+                ));
             }
         }
         Ok(())
@@ -484,7 +492,11 @@ fn is_rfc3339(text: &str) -> bool {
     ) else {
         return false;
     };
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':'
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
     {
         return false;
     }

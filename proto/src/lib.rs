@@ -10,6 +10,9 @@ pub mod checkpoint;
 pub mod fingerprint;
 pub mod merkle;
 
+pub mod approval;
+pub mod artefact;
+pub mod command;
 pub mod commitment;
 pub mod custodian_card;
 pub mod envelope;
@@ -17,6 +20,7 @@ pub mod identity;
 pub mod kek_check;
 pub mod key_record;
 pub mod messages;
+pub mod recovery_request;
 pub mod secret;
 pub mod shamir;
 

@@ -76,7 +76,10 @@ pub fn share_receipt_message(
 
 /// What a custodian signs to acknowledge a ceremony notice.
 pub fn notice_ack_message(notice_id: &str, custodian: &str) -> Vec<u8> {
-    message(NOTICE_ACK_LABEL, &[notice_id.as_bytes(), custodian.as_bytes()])
+    message(
+        NOTICE_ACK_LABEL,
+        &[notice_id.as_bytes(), custodian.as_bytes()],
+    )
 }
 
 /// Verifies a custodian's Ed25519 signature over `message` with RFC 8032
@@ -96,9 +99,10 @@ pub fn verify_custodian_signature(
         .map_err(|_| SignatureError::WrongLength {
             found: signature.len(),
         })?;
-    let key = VerifyingKey::from_bytes(public_key).map_err(|_| SignatureError::InvalidPublicKey {
-        reason: "it does not decode to a curve point",
-    })?;
+    let key =
+        VerifyingKey::from_bytes(public_key).map_err(|_| SignatureError::InvalidPublicKey {
+            reason: "it does not decode to a curve point",
+        })?;
     if key.is_weak() {
         return Err(SignatureError::InvalidPublicKey {
             reason: "it is a point of small order",

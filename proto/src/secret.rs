@@ -161,7 +161,10 @@ mod tests {
                 found: 31
             }
         );
-        assert_eq!(Kek::try_from_slice(&[1; 32]).unwrap().expose_secret(), &[1; 32]);
+        assert_eq!(
+            Kek::try_from_slice(&[1; 32]).unwrap().expose_secret(),
+            &[1; 32]
+        );
     }
 
     #[test]

@@ -79,11 +79,15 @@ pub enum ShamirError {
     ZeroX,
     /// Recombining K-subsets after splitting did not give the secret back;
     /// no share was returned.
-    #[error("shares failed the self-check after splitting: a K-subset did not recombine to the KEK; no share was handed out, run the ceremony again")]
+    #[error(
+        "shares failed the self-check after splitting: a K-subset did not recombine to the KEK; no share was handed out, run the ceremony again"
+    )]
     SelfCheckFailed,
     /// Shares did not match their commitments in the key record
     /// ([`combine_verified`]); nothing was combined.
-    #[error("shares with x-coordinate {xs:?} do not match their commitments in the key record; ask those custodians to check their share")]
+    #[error(
+        "shares with x-coordinate {xs:?} do not match their commitments in the key record; ask those custodians to check their share"
+    )]
     CommitmentMismatch {
         /// x-coordinates of the shares that did not match.
         xs: Vec<u8>,
@@ -398,12 +402,7 @@ fn sampled_subsets(n: usize, k: usize, limit: usize, rng: &mut impl Rng) -> Vec<
     out
 }
 
-fn self_check(
-    kek: &Kek,
-    shares: &[Share],
-    k: u8,
-    rng: &mut impl Rng,
-) -> Result<(), ShamirError> {
+fn self_check(kek: &Kek, shares: &[Share], k: u8, rng: &mut impl Rng) -> Result<(), ShamirError> {
     let (n, k_usize) = (shares.len(), usize::from(k));
     let subsets = match binomial_up_to(n, k_usize, SELF_CHECK_SUBSETS) {
         Some(_) => all_subsets(n, k_usize),

@@ -82,7 +82,10 @@ fn identity_file_wrong_passphrase_is_a_clear_error() {
         .unwrap();
     let err = CustodianIdentity::decrypt(&file, &passphrase("battery staple")).unwrap_err();
     assert!(matches!(err, IdentityError::WrongPassphrase));
-    assert_eq!(err.to_string(), "the passphrase does not open this identity file");
+    assert_eq!(
+        err.to_string(),
+        "the passphrase does not open this identity file"
+    );
 }
 
 #[test]
@@ -139,7 +142,9 @@ fn envelope_each_custodian_opens_and_verifies_their_share() {
         assert_eq!(contents.key_id, record.key_id);
         assert_eq!(contents.threshold, 3);
         assert_eq!(contents.share.expose_y(), c.shares[i].expose_y());
-        let entry = contents.verify_against_record(&record, &identity.card()).unwrap();
+        let entry = contents
+            .verify_against_record(&record, &identity.card())
+            .unwrap();
         assert_eq!(entry.x, c.shares[i].x());
     }
 }
@@ -199,35 +204,53 @@ fn envelope_checks_against_record_name_the_mismatch() {
 
     let mut wrong_key = base();
     wrong_key.key_id = "rk-ffffffffffffffff".into();
-    assert!(matches!(wrong_key.verify_against_record(&record, &me), Err(EnvelopeError::WrongKey { .. })));
+    assert!(matches!(
+        wrong_key.verify_against_record(&record, &me),
+        Err(EnvelopeError::WrongKey { .. })
+    ));
 
     let mut wrong_threshold = base();
     wrong_threshold.threshold = 3;
     assert!(matches!(
         wrong_threshold.verify_against_record(&record, &me),
-        Err(EnvelopeError::ThresholdMismatch { envelope: 3, record: 2 })
+        Err(EnvelopeError::ThresholdMismatch {
+            envelope: 3,
+            record: 2
+        })
     ));
 
     let mut wrong_x = base();
     wrong_x.share = Share::new(2, wrong_x.share.expose_y()).unwrap();
     assert!(matches!(
         wrong_x.verify_against_record(&record, &me),
-        Err(EnvelopeError::XMismatch { envelope: 2, record: 1 })
+        Err(EnvelopeError::XMismatch {
+            envelope: 2,
+            record: 1
+        })
     ));
 
     let mut wrong_y = base();
     let mut y = *wrong_y.share.expose_y();
     y[0] ^= 1;
     wrong_y.share = Share::new(1, &y).unwrap();
-    assert_eq!(wrong_y.verify_against_record(&record, &me).unwrap_err(), EnvelopeError::CommitmentMismatch);
+    assert_eq!(
+        wrong_y.verify_against_record(&record, &me).unwrap_err(),
+        EnvelopeError::CommitmentMismatch
+    );
 
     let mut wrong_salt = base();
     wrong_salt.salt[0] ^= 1;
-    assert_eq!(wrong_salt.verify_against_record(&record, &me).unwrap_err(), EnvelopeError::CommitmentMismatch);
+    assert_eq!(
+        wrong_salt.verify_against_record(&record, &me).unwrap_err(),
+        EnvelopeError::CommitmentMismatch
+    );
 
     let mut impostor = me.clone();
     impostor.ed25519_public_key = c.identities[1].card().ed25519_public_key;
-    assert!(matches!(base().verify_against_record(&record, &impostor), Err(EnvelopeError::KeysDiffer { .. })));
+    assert!(matches!(
+        base().verify_against_record(&record, &impostor),
+        Err(EnvelopeError::KeysDiffer { .. })
+    ));
 
     let stranger = identity("zed", 9).card();
     let mut for_stranger = base();
@@ -244,26 +267,47 @@ fn envelope_seal_refuses_invalid_contents() {
     let recipient = c.identities[0].age_identity().to_public();
     let mut contents = open(&c.envelopes[0], c.identities[0].age_identity()).unwrap();
     contents.custodian = "Not Valid".into();
-    assert!(matches!(seal(&contents, &recipient), Err(EnvelopeError::InvalidContents { .. })));
+    assert!(matches!(
+        seal(&contents, &recipient),
+        Err(EnvelopeError::InvalidContents { .. })
+    ));
     contents.custodian = "c1".into();
     contents.threshold = 0;
-    assert!(matches!(seal(&contents, &recipient), Err(EnvelopeError::InvalidContents { .. })));
+    assert!(matches!(
+        seal(&contents, &recipient),
+        Err(EnvelopeError::InvalidContents { .. })
+    ));
     contents.threshold = 2;
     contents.key_id = "k".repeat(65);
-    assert!(matches!(seal(&contents, &recipient), Err(EnvelopeError::InvalidContents { .. })));
+    assert!(matches!(
+        seal(&contents, &recipient),
+        Err(EnvelopeError::InvalidContents { .. })
+    ));
 }
 
 #[test]
 fn envelope_open_refuses_garbage_and_passphrase_files() {
     let c = ceremony(2, 2);
     let identity = c.identities[0].age_identity();
-    assert!(matches!(open(b"", identity), Err(EnvelopeError::Malformed { .. })));
-    assert!(matches!(open(b"RKMSHARE", identity), Err(EnvelopeError::Malformed { .. })));
-    assert!(matches!(open(&vec![0; 70_000], identity), Err(EnvelopeError::Malformed { .. })));
+    assert!(matches!(
+        open(b"", identity),
+        Err(EnvelopeError::Malformed { .. })
+    ));
+    assert!(matches!(
+        open(b"RKMSHARE", identity),
+        Err(EnvelopeError::Malformed { .. })
+    ));
+    assert!(matches!(
+        open(&vec![0; 70_000], identity),
+        Err(EnvelopeError::Malformed { .. })
+    ));
     let pw_file = c.identities[0]
         .encrypt_with_work_factor(&passphrase("pw"), TEST_LOG_N)
         .unwrap();
-    assert!(matches!(open(&pw_file, identity), Err(EnvelopeError::Malformed { .. })));
+    assert!(matches!(
+        open(&pw_file, identity),
+        Err(EnvelopeError::Malformed { .. })
+    ));
 }
 
 proptest! {

@@ -33,8 +33,12 @@ fn key_record_encoding_is_fixed_compact_json() {
         "{{\"rkm_key_record\":1,\"key_id\":\"{}\",\"label\":\"fleet recovery key\",\"algorithm\":\"ECDSA-P256-SHA256\",\"public_key_spki\":\"3059",
         record.key_id
     )));
-    assert!(text.contains("\"threshold\":2,\"custodians\":[{\"name\":\"c1\",\"ed25519_public_key\":\""));
-    assert!(text.ends_with("\"ceremony_id\":\"cer-0001\",\"created_at\":\"2025-03-01T10:00:00Z\"}"));
+    assert!(
+        text.contains("\"threshold\":2,\"custodians\":[{\"name\":\"c1\",\"ed25519_public_key\":\"")
+    );
+    assert!(
+        text.ends_with("\"ceremony_id\":\"cer-0001\",\"created_at\":\"2025-03-01T10:00:00Z\"}")
+    );
     assert!(!text.contains('\n'));
 }
 
@@ -66,12 +70,29 @@ fn key_record_decode_refuses_non_canonical_spelling() {
 #[test]
 fn key_record_decode_refuses_unknown_duplicate_and_missing_fields() {
     let encoded = String::from_utf8(record(2, 3).encode()).unwrap();
-    let unknown = encoded.replacen("{\"rkm_key_record\":1,", "{\"rkm_key_record\":1,\"extra\":0,", 1);
-    assert!(matches!(KeyRecord::decode(unknown.as_bytes()), Err(KeyRecordError::Malformed(_))));
-    let duplicate = encoded.replacen("{\"rkm_key_record\":1,", "{\"rkm_key_record\":1,\"rkm_key_record\":1,", 1);
-    assert!(matches!(KeyRecord::decode(duplicate.as_bytes()), Err(KeyRecordError::Malformed(_))));
+    let unknown = encoded.replacen(
+        "{\"rkm_key_record\":1,",
+        "{\"rkm_key_record\":1,\"extra\":0,",
+        1,
+    );
+    assert!(matches!(
+        KeyRecord::decode(unknown.as_bytes()),
+        Err(KeyRecordError::Malformed(_))
+    ));
+    let duplicate = encoded.replacen(
+        "{\"rkm_key_record\":1,",
+        "{\"rkm_key_record\":1,\"rkm_key_record\":1,",
+        1,
+    );
+    assert!(matches!(
+        KeyRecord::decode(duplicate.as_bytes()),
+        Err(KeyRecordError::Malformed(_))
+    ));
     let missing = encoded.replacen("\"label\":\"fleet recovery key\",", "", 1);
-    assert!(matches!(KeyRecord::decode(missing.as_bytes()), Err(KeyRecordError::Malformed(_))));
+    assert!(matches!(
+        KeyRecord::decode(missing.as_bytes()),
+        Err(KeyRecordError::Malformed(_))
+    ));
     let version = encoded.replacen("{\"rkm_key_record\":1,", "{\"rkm_key_record\":2,", 1);
     assert_eq!(
         KeyRecord::decode(version.as_bytes()).unwrap_err(),
@@ -102,27 +123,85 @@ fn key_record_validate_names_each_broken_rule() {
         assert!(KeyRecord::decode(&r.encode()).is_err());
         err
     };
-    assert!(matches!(check(&|r| r.key_id = "rk-0000000000000000".into()), KeyRecordError::KeyIdMismatch { .. }));
-    assert!(matches!(check(&|r| r.algorithm = "RSA".into()), KeyRecordError::UnsupportedAlgorithm(_)));
+    assert!(matches!(
+        check(&|r| r.key_id = "rk-0000000000000000".into()),
+        KeyRecordError::KeyIdMismatch { .. }
+    ));
+    assert!(matches!(
+        check(&|r| r.algorithm = "RSA".into()),
+        KeyRecordError::UnsupportedAlgorithm(_)
+    ));
     assert!(matches!(
         check(&|r| {
             r.public_key_spki = vec![0x30, 0x00];
             r.key_id = key_id_for(&r.public_key_spki);
         }),
-        KeyRecordError::InvalidField { field: "public_key_spki", .. }
+        KeyRecordError::InvalidField {
+            field: "public_key_spki",
+            ..
+        }
     ));
-    assert!(matches!(check(&|r| r.wrapped_key = vec![1; 20]), KeyRecordError::InvalidField { field: "wrapped_key", .. }));
-    assert!(matches!(check(&|r| r.label = String::new()), KeyRecordError::InvalidField { field: "label", .. }));
-    assert!(matches!(check(&|r| r.label = "a\nb".into()), KeyRecordError::InvalidField { field: "label", .. }));
-    assert!(matches!(check(&|r| r.ceremony_id = "x".repeat(129)), KeyRecordError::InvalidField { field: "ceremony_id", .. }));
-    assert!(matches!(check(&|r| r.created_at = "yesterday".into()), KeyRecordError::InvalidField { field: "created_at", .. }));
-    assert!(matches!(check(&|r| r.threshold = 6), KeyRecordError::InvalidThreshold { threshold: 6, custodians: 5, .. }));
-    assert!(matches!(check(&|r| r.threshold = 0), KeyRecordError::InvalidThreshold { .. }));
-    assert!(matches!(check(&|r| r.custodians.clear()), KeyRecordError::InvalidThreshold { .. }));
-    assert!(matches!(check(&|r| r.custodians[1].x = r.custodians[0].x), KeyRecordError::InvalidCustodian { .. }));
-    assert!(matches!(check(&|r| r.custodians[1].x = 0), KeyRecordError::InvalidCustodian { .. }));
-    assert!(matches!(check(&|r| r.custodians[1].name = "c1".into()), KeyRecordError::InvalidCustodian { .. }));
-    assert!(matches!(check(&|r| r.custodians[1].name = "C2".into()), KeyRecordError::InvalidCustodian { .. }));
+    assert!(matches!(
+        check(&|r| r.wrapped_key = vec![1; 20]),
+        KeyRecordError::InvalidField {
+            field: "wrapped_key",
+            ..
+        }
+    ));
+    assert!(matches!(
+        check(&|r| r.label = String::new()),
+        KeyRecordError::InvalidField { field: "label", .. }
+    ));
+    assert!(matches!(
+        check(&|r| r.label = "a\nb".into()),
+        KeyRecordError::InvalidField { field: "label", .. }
+    ));
+    assert!(matches!(
+        check(&|r| r.ceremony_id = "x".repeat(129)),
+        KeyRecordError::InvalidField {
+            field: "ceremony_id",
+            ..
+        }
+    ));
+    assert!(matches!(
+        check(&|r| r.created_at = "yesterday".into()),
+        KeyRecordError::InvalidField {
+            field: "created_at",
+            ..
+        }
+    ));
+    assert!(matches!(
+        check(&|r| r.threshold = 6),
+        KeyRecordError::InvalidThreshold {
+            threshold: 6,
+            custodians: 5,
+            ..
+        }
+    ));
+    assert!(matches!(
+        check(&|r| r.threshold = 0),
+        KeyRecordError::InvalidThreshold { .. }
+    ));
+    assert!(matches!(
+        check(&|r| r.custodians.clear()),
+        KeyRecordError::InvalidThreshold { .. }
+    ));
+    assert!(matches!(
+        check(&|r| r.custodians[1].x = r.custodians[0].x),
+        KeyRecordError::InvalidCustodian { .. }
+    ));
+    assert!(matches!(
+        check(&|r| r.custodians[1].x = 0),
+        KeyRecordError::InvalidCustodian { .. }
+    ));
+    assert!(matches!(
+        check(&|r| r.custodians[1].name = "c1".into()),
+        KeyRecordError::InvalidCustodian { .. }
+    ));
+    assert!(matches!(
+        check(&|r| r.custodians[1].name = "C2".into()),
+        KeyRecordError::InvalidCustodian { .. }
+    ));
     assert!(matches!(
         check(&|r| r.custodians[1].ed25519_public_key = r.custodians[0].ed25519_public_key),
         KeyRecordError::InvalidCustodian { .. }
@@ -217,16 +296,36 @@ fn signed_record_by_another_audit_key_is_refused() {
 fn signed_record_from_file_refuses_malformed_files() {
     let c = ceremony(2, 2);
     let text = c.signed.to_file();
-    assert!(matches!(SignedKeyRecord::from_file("{}"), Err(KeyRecordError::Malformed(_))));
-    assert!(matches!(SignedKeyRecord::from_file("not json"), Err(KeyRecordError::Malformed(_))));
+    assert!(matches!(
+        SignedKeyRecord::from_file("{}"),
+        Err(KeyRecordError::Malformed(_))
+    ));
+    assert!(matches!(
+        SignedKeyRecord::from_file("not json"),
+        Err(KeyRecordError::Malformed(_))
+    ));
     let short_sig = text.replacen("\"signature\": \"", "\"signature\": \"00", 1);
     assert!(matches!(
         SignedKeyRecord::from_file(&short_sig),
-        Err(KeyRecordError::InvalidField { field: "signature", .. })
+        Err(KeyRecordError::InvalidField {
+            field: "signature",
+            ..
+        })
     ));
-    let bad_key = text.replacen("\"audit_key\": \"rkm-test-audit+", "\"audit_key\": \"rkm-test-audit+0", 1);
-    assert!(matches!(SignedKeyRecord::from_file(&bad_key), Err(KeyRecordError::InvalidAuditKey(_))));
-    let version = text.replacen("\"rkm_signed_key_record\": 1", "\"rkm_signed_key_record\": 7", 1);
+    let bad_key = text.replacen(
+        "\"audit_key\": \"rkm-test-audit+",
+        "\"audit_key\": \"rkm-test-audit+0",
+        1,
+    );
+    assert!(matches!(
+        SignedKeyRecord::from_file(&bad_key),
+        Err(KeyRecordError::InvalidAuditKey(_))
+    ));
+    let version = text.replacen(
+        "\"rkm_signed_key_record\": 1",
+        "\"rkm_signed_key_record\": 7",
+        1,
+    );
     assert_eq!(
         SignedKeyRecord::from_file(&version).unwrap_err(),
         KeyRecordError::UnsupportedVersion { found: 7 }
@@ -292,7 +391,12 @@ fn custodian_card_fingerprint_binds_every_field() {
     mixed.age_recipient = other_keys.age_recipient.clone();
     let mut mixed_ed = card.clone();
     mixed_ed.ed25519_public_key = other_keys.ed25519_public_key;
-    let prints = [card.fingerprint(), renamed.fingerprint(), mixed.fingerprint(), mixed_ed.fingerprint()];
+    let prints = [
+        card.fingerprint(),
+        renamed.fingerprint(),
+        mixed.fingerprint(),
+        mixed_ed.fingerprint(),
+    ];
     for i in 0..prints.len() {
         for j in i + 1..prints.len() {
             assert_ne!(prints[i], prints[j]);
@@ -305,28 +409,55 @@ fn custodian_card_parse_refuses_altered_or_invalid_cards() {
     let card = identity("alice", 1).card();
     let text = card.to_json();
     let renamed = text.replacen("\"name\": \"alice\"", "\"name\": \"mallory\"", 1);
-    assert!(matches!(CustodianCard::parse(&renamed), Err(CardError::FingerprintMismatch { .. })));
+    assert!(matches!(
+        CustodianCard::parse(&renamed),
+        Err(CardError::FingerprintMismatch { .. })
+    ));
     let other = identity("alice", 2).card();
     let swapped = text.replacen(&card.age_recipient, &other.age_recipient, 1);
-    assert!(matches!(CustodianCard::parse(&swapped), Err(CardError::FingerprintMismatch { .. })));
+    assert!(matches!(
+        CustodianCard::parse(&swapped),
+        Err(CardError::FingerprintMismatch { .. })
+    ));
     let bad_name = text.replacen("\"name\": \"alice\"", "\"name\": \"../etc\"", 1);
-    assert!(matches!(CustodianCard::parse(&bad_name), Err(CardError::InvalidName { .. })));
+    assert!(matches!(
+        CustodianCard::parse(&bad_name),
+        Err(CardError::InvalidName { .. })
+    ));
     let hex = hex::encode(card.ed25519_public_key);
     let upper = text.replacen(&hex, &hex.to_uppercase(), 1);
-    assert!(matches!(CustodianCard::parse(&upper), Err(CardError::InvalidEd25519Key { .. })));
+    assert!(matches!(
+        CustodianCard::parse(&upper),
+        Err(CardError::InvalidEd25519Key { .. })
+    ));
     // The identity point is of small order.
     let mut small = [0u8; 32];
     small[0] = 1;
     let weak = text.replacen(&hex, &hex::encode(small), 1);
-    assert!(matches!(CustodianCard::parse(&weak), Err(CardError::InvalidEd25519Key { .. })));
+    assert!(matches!(
+        CustodianCard::parse(&weak),
+        Err(CardError::InvalidEd25519Key { .. })
+    ));
     let upper_recipient = text.replacen(&card.age_recipient, &card.age_recipient.to_uppercase(), 1);
-    assert!(matches!(CustodianCard::parse(&upper_recipient), Err(CardError::InvalidAgeRecipient { .. })));
+    assert!(matches!(
+        CustodianCard::parse(&upper_recipient),
+        Err(CardError::InvalidAgeRecipient { .. })
+    ));
     let not_recipient = text.replacen(&card.age_recipient, "age1xyz", 1);
-    assert!(matches!(CustodianCard::parse(&not_recipient), Err(CardError::InvalidAgeRecipient { .. })));
+    assert!(matches!(
+        CustodianCard::parse(&not_recipient),
+        Err(CardError::InvalidAgeRecipient { .. })
+    ));
     let extra = text.replacen("{", "{\"admin\": true,", 1);
-    assert!(matches!(CustodianCard::parse(&extra), Err(CardError::Malformed(_))));
+    assert!(matches!(
+        CustodianCard::parse(&extra),
+        Err(CardError::Malformed(_))
+    ));
     let version = text.replacen("\"rkm_custodian_card\": 1", "\"rkm_custodian_card\": 2", 1);
-    assert!(matches!(CustodianCard::parse(&version), Err(CardError::UnsupportedVersion { found: 2 })));
+    assert!(matches!(
+        CustodianCard::parse(&version),
+        Err(CardError::UnsupportedVersion { found: 2 })
+    ));
     assert!(matches!(
         CustodianCard::parse(&" ".repeat(20_000)),
         Err(CardError::TooLarge { .. })

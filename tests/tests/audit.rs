@@ -81,6 +81,7 @@ fn verify_fails(daemon: &Daemon, file: &Path, key: &str, expected: &[&str]) -> S
     for part in expected {
         assert!(message.contains(part), "{part:?} not in: {message}");
     }
+    eprintln!("{}: {message}", file.display());
     message
 }
 
@@ -120,6 +121,20 @@ fn entry_line(lines: &[String], index: u64) -> usize {
         .iter()
         .position(|line| line.starts_with(&prefix))
         .unwrap_or_else(|| panic!("no entry {index}"))
+}
+
+/// The index of the entry on an `E` line.
+fn entry_index(line: &str) -> u64 {
+    line.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// The first entry whose next line is the next entry (not a checkpoint).
+fn entry_followed_by_entry(lines: &[String]) -> u64 {
+    lines
+        .windows(2)
+        .find(|pair| pair[0].starts_with("E ") && pair[1].starts_with("E "))
+        .map(|pair| entry_index(&pair[0]))
+        .expect("two entries in a row")
 }
 
 fn checkpoint_lines(lines: &[String]) -> Vec<usize> {
@@ -290,6 +305,13 @@ fn incremental_fetch_proves_consistency_and_the_file_verifies() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("audit.log")]);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(
+        mode & 0o777,
+        0o644,
+        "entries hold no secret: readable by all"
+    );
 
     // The entry just fetched is provably in the log.
     let proof = json(
@@ -440,26 +462,27 @@ fn every_kind_of_tampering_with_a_fetched_file_is_caught() {
         &["do not hash to the checkpoint at size", "found"],
     );
 
+    // An entry deleted between two entries, and one deleted right before a
+    // checkpoint: either way the missing index is named.
+    let i = entry_followed_by_entry(&lines);
     let deleted = tampered(&file, "deleted", |lines| {
-        lines.remove(entry_line(lines, 2));
+        lines.remove(entry_line(lines, i));
     });
-    verify_fails(
-        &daemon,
-        &deleted,
-        &key,
-        &["expected entry 2, found entry 3"],
-    );
+    let expected = format!("expected entry {i}, found entry {}", i + 1);
+    verify_fails(&daemon, &deleted, &key, &[&expected]);
+    let before_checkpoint = entry_index(&lines[checkpoints[1] - 1]);
+    let deleted = tampered(&file, "deleted-before-checkpoint", |lines| {
+        lines.remove(checkpoints[1] - 1);
+    });
+    let expected = format!("entry {before_checkpoint} is missing");
+    verify_fails(&daemon, &deleted, &key, &[&expected]);
 
     let swapped = tampered(&file, "swapped", |lines| {
-        let (a, b) = (entry_line(lines, 4), entry_line(lines, 5));
+        let (a, b) = (entry_line(lines, i), entry_line(lines, i + 1));
         lines.swap(a, b);
     });
-    verify_fails(
-        &daemon,
-        &swapped,
-        &key,
-        &["expected entry 4, found entry 5"],
-    );
+    let expected = format!("expected entry {i}, found entry {}", i + 1);
+    verify_fails(&daemon, &swapped, &key, &[&expected]);
 
     let truncated = tampered(&file, "truncated", |lines| {
         lines.truncate(entry_line(lines, last_size - 1) + 1);
@@ -505,7 +528,7 @@ fn every_kind_of_tampering_with_a_fetched_file_is_caught() {
         &daemon,
         &swapped_checkpoints,
         &key,
-        &["a checkpoint must come right after"],
+        &["checkpoint at size", "missing before it"],
     );
 
     // Another daemon's log and key: its file does not verify with ours, ours
@@ -531,9 +554,10 @@ fn every_kind_of_tampering_with_a_fetched_file_is_caught() {
 #[test]
 fn verify_json_reports_the_failure_too() {
     let dir = tempfile::tempdir().unwrap();
-    let (daemon, key, file) = daemon_with_fetched_log(dir.path(), 1);
+    let (daemon, key, file) = daemon_with_fetched_log(dir.path(), 4);
+    let i = entry_followed_by_entry(&read_lines(&file));
     let deleted = tampered(&file, "deleted", |lines| {
-        lines.remove(entry_line(lines, 1));
+        lines.remove(entry_line(lines, i));
     });
     let output = daemon
         .rkm(&[
@@ -553,7 +577,7 @@ fn verify_json_reports_the_failure_too() {
         report["error"]
             .as_str()
             .unwrap()
-            .contains("expected entry 1, found entry 2"),
+            .contains(&format!("expected entry {i}, found entry {}", i + 1)),
         "{report}"
     );
 }

@@ -419,9 +419,9 @@ async fn fetch(args: FetchArgs, target: &Target, output: OutputFormat) -> anyhow
 }
 
 fn verify(args: &VerifyArgs, output: OutputFormat) -> anyhow::Result<()> {
-    let identity = open_identity(&args.identity, &args.passphrase)?;
     let dir = args.share_dir.resolve()?;
     let stored = dir.load(&args.key)?;
+    let identity = open_identity(&args.identity, &args.passphrase)?;
     let audit_key = match &args.audit_key {
         Some(text) => {
             let key = parse_audit_key(text)?;

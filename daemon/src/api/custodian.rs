@@ -106,10 +106,11 @@ impl CustodianService for CustodianApi {
         &self,
         request: Request<AcknowledgeNoticeRequest>,
     ) -> Result<Response<AcknowledgeNoticeResponse>, Status> {
+        let peer = peer_actor(&request);
         let request = request.into_inner();
         let notice = self
             .services
-            .acknowledge_notice(request.notice_id, request.custodian, request.signature)
+            .acknowledge_notice(&peer, request.notice_id, request.custodian, request.signature)
             .await
             .map_err(ceremony_status)?;
         Ok(Response::new(AcknowledgeNoticeResponse {

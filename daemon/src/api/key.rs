@@ -98,10 +98,11 @@ impl KeyService for KeyApi {
         &self,
         request: Request<FetchEnvelopeRequest>,
     ) -> Result<Response<FetchEnvelopeResponse>, Status> {
+        let peer = peer_actor(&request);
         let request = request.into_inner();
         let fetched = self
             .services
-            .fetch_envelope(request.key, request.custodian, request.unix_time, request.signature)
+            .fetch_envelope(&peer, request.key, request.custodian, request.unix_time, request.signature)
             .await
             .map_err(ceremony_status)?;
         Ok(Response::new(FetchEnvelopeResponse {
@@ -116,10 +117,11 @@ impl KeyService for KeyApi {
         &self,
         request: Request<SubmitReceiptRequest>,
     ) -> Result<Response<SubmitReceiptResponse>, Status> {
+        let peer = peer_actor(&request);
         let request = request.into_inner();
         let key = self
             .services
-            .submit_receipt(request.key_id, request.custodian, request.signature)
+            .submit_receipt(&peer, request.key_id, request.custodian, request.signature)
             .await
             .map_err(ceremony_status)?;
         Ok(Response::new(SubmitReceiptResponse {

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod custodian;
 pub mod key;
+pub mod recovery;
 pub mod system;
 
 use tonic::Status;

@@ -85,8 +85,11 @@ pub struct FetchedEnvelope {
     pub signed_key_record: String,
 }
 
+/// Labels and key ids share one namespace in lookups, so a label may not look
+/// like a key id.
 fn valid_label(label: &str) -> bool {
     !label.is_empty()
+        && !label.starts_with("rk-")
         && label.len() <= 64
         && label
             .chars()
@@ -200,7 +203,7 @@ impl Services {
     async fn check_key_request(&self, request: &KeyRequest) -> Result<(Vec<Custodian>, Threshold), CeremonyError> {
         if !valid_label(&request.label) {
             return Err(CeremonyError::InvalidArgument(format!(
-                "label {:?} is not valid: use 1 to 64 letters, digits, '-', '_' or '.'",
+                "label {:?} is not valid: use 1 to 64 letters, digits, '-', '_' or '.', not starting with \"rk-\" (key ids do)",
                 request.label
             )));
         }
@@ -214,6 +217,11 @@ impl Services {
         }
         let n = request.custodians.len();
         let k = request.threshold;
+        if k == 0 {
+            return Err(CeremonyError::InvalidArgument(
+                "a threshold of 0 is meaningless; use at least 2".to_owned(),
+            ));
+        }
         if k < 2 && !request.allow_single_custodian {
             return Err(CeremonyError::InvalidArgument(format!(
                 "a threshold of {k} lets one custodian use the key alone; use at least 2, or pass --allow-single-custodian if that is really intended"
@@ -471,6 +479,66 @@ impl Services {
         Ok(key_id)
     }
 
+    /// Refuses a step of a key generation ceremony whose receipt window has
+    /// passed (and expires it: its envelopes are deleted).
+    async fn check_not_expired(&self, ceremony_id: &str) -> Result<(), CeremonyError> {
+        let id = ceremony_id.to_owned();
+        let (state, expires_at): (String, String) = self
+            .store
+            .with(move |c| Ok(c.query_row("SELECT state, expires_at FROM ceremonies WHERE id = ?1", [id], |row| Ok((row.get(0)?, row.get(1)?)))?))
+            .await?;
+        if state == "expired" || expires_at <= now() {
+            self.expire_key_generations().await;
+            return Err(CeremonyError::FailedPrecondition(format!(
+                "the key generation ceremony {ceremony_id} expired at {expires_at}; run a new key generation ceremony"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Expires key generation ceremonies whose receipt window has passed:
+    /// their remaining envelopes are deleted and the key stays unusable.
+    pub async fn expire_key_generations(&self) {
+        let current = now();
+        let due: Vec<(String, String)> = match self
+            .store
+            .with(move |connection| {
+                Ok(connection
+                    .prepare("SELECT id, subject FROM ceremonies WHERE kind = 'key-generation' AND state = 'awaiting-receipts' AND expires_at <= ?1")?
+                    .query_map([current], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<_, _>>()?)
+            })
+            .await
+        {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::error!(%error, "could not look for expired key generation ceremonies");
+                return;
+            }
+        };
+        for (id, key_id) in due {
+            let event = Event::ok("rkmd", "ceremony.expire")
+                .subject(id.clone())
+                .detail("key_id", key_id.clone())
+                .detail("envelopes", "deleted");
+            let recorded = self
+                .audit
+                .record_with(event, move |connection| {
+                    connection
+                        .execute("UPDATE ceremonies SET state = 'expired', closed_at = ?2 WHERE id = ?1", params![id, now()])
+                        .map_err(crate::store::StoreError::from)?;
+                    connection
+                        .execute("UPDATE key_custodians SET envelope = NULL WHERE key_id = ?1", [key_id])
+                        .map_err(crate::store::StoreError::from)?;
+                    Ok(())
+                })
+                .await;
+            if let Err(error) = recorded {
+                tracing::error!(%error, "could not expire a key generation ceremony");
+            }
+        }
+    }
+
     /// A key by label or key id.
     ///
     /// # Errors
@@ -511,12 +579,15 @@ impl Services {
     /// receipt already in (the envelope is then deleted).
     pub async fn fetch_envelope(
         &self,
+        peer: &str,
         key: String,
         custodian: String,
         unix_time: u64,
         signature: Vec<u8>,
     ) -> Result<FetchedEnvelope, CeremonyError> {
-        let event = Event::ok(custodian.clone(), "envelope.fetch").detail("custodian", custodian.clone());
+        // Refusals name the caller; only a verified signature makes the
+        // custodian the actor.
+        let event = Event::ok(peer, "envelope.fetch").detail("custodian", custodian.clone());
         let summary = match self.get_key(key).await {
             Ok(summary) => summary,
             Err(error) => return self.refuse(event, error).await,
@@ -557,6 +628,7 @@ impl Services {
             ));
             return self.refuse(event, error).await;
         }
+        let event = Event { actor: custodian.clone(), ..event };
         let Some(envelope) = envelope else {
             let error = CeremonyError::FailedPrecondition(format!(
                 "{custodian:?} already confirmed their share of key {}; the envelope was deleted. Use the share stored by `rkm share fetch`",
@@ -564,6 +636,9 @@ impl Services {
             ));
             return self.refuse(event, error).await;
         };
+        if let Err(error) = self.check_not_expired(&summary.ceremony_id).await {
+            return self.refuse(event, error).await;
+        }
         self.audit.record(event).await?;
         Ok(FetchedEnvelope {
             key_id: summary.key_id,
@@ -580,11 +655,12 @@ impl Services {
     /// in, or an expired ceremony.
     pub async fn submit_receipt(
         &self,
+        peer: &str,
         key: String,
         custodian: String,
         signature: Vec<u8>,
     ) -> Result<KeySummary, CeremonyError> {
-        let event = Event::ok(custodian.clone(), "share.receipt").detail("custodian", custodian.clone());
+        let event = Event::ok(peer, "share.receipt").detail("custodian", custodian.clone());
         let summary = match self.get_key(key).await {
             Ok(summary) => summary,
             Err(error) => return self.refuse(event, error).await,
@@ -627,6 +703,7 @@ impl Services {
             ));
             return self.refuse(event, error).await;
         }
+        let event = Event { actor: custodian.clone(), ..event };
         if !received_at.is_empty() {
             let error = CeremonyError::FailedPrecondition(format!(
                 "{custodian:?} already sent a receipt for key {} at {received_at}",
@@ -634,11 +711,8 @@ impl Services {
             ));
             return self.refuse(event, error).await;
         }
-        if humantime::parse_rfc3339(&expires_at).is_ok_and(|expiry| SystemTime::now() > expiry) {
-            let error = CeremonyError::FailedPrecondition(format!(
-                "the key generation ceremony {} expired at {expires_at}; run a new key generation ceremony",
-                summary.ceremony_id
-            ));
+        let _ = expires_at;
+        if let Err(error) = self.check_not_expired(&summary.ceremony_id).await {
             return self.refuse(event, error).await;
         }
         let (key_id, name, ceremony) = (summary.key_id.clone(), custodian.clone(), summary.ceremony_id.clone());

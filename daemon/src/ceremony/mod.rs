@@ -6,6 +6,8 @@ pub mod custodians;
 mod error;
 pub mod keygen;
 pub mod notices;
+pub mod recovery;
+mod signing;
 
 use std::time::SystemTime;
 
@@ -22,6 +24,9 @@ pub struct Services {
     pub store: Store,
     pub audit: AuditLog,
     pub audit_key: AuditKey,
+    /// Present when serving (recovery needs the holding key and a place for
+    /// artefacts).
+    pub recovery: Option<std::sync::Arc<recovery::RecoveryRuntime>>,
 }
 
 /// The current time as RFC 3339 UTC with seconds.

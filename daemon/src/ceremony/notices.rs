@@ -96,11 +96,14 @@ impl Services {
     /// already acknowledged.
     pub async fn acknowledge_notice(
         &self,
+        peer: &str,
         notice_id: String,
         custodian: String,
         signature: Vec<u8>,
     ) -> Result<Notice, CeremonyError> {
-        let event = Event::ok(custodian.clone(), "notice.ack").detail("notice_id", notice_id.clone());
+        let event = Event::ok(peer, "notice.ack")
+            .detail("notice_id", notice_id.clone())
+            .detail("custodian", custodian.clone());
         let (lookup_id, lookup_name) = (notice_id.clone(), custodian.clone());
         let (notice, holder) = self
             .store
@@ -138,6 +141,7 @@ impl Services {
             ));
             return self.refuse(event, error).await;
         }
+        let event = Event { actor: custodian.clone(), ..event };
         if !notice.acknowledged_at.is_empty() {
             let error = CeremonyError::FailedPrecondition(format!(
                 "notice {notice_id} was already acknowledged at {}",

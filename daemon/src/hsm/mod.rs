@@ -89,6 +89,10 @@ pub struct AuditKey {
     pub public_key: [u8; 32],
 }
 
+/// The persistent AES key that holds submitted shares.
+#[derive(Debug, Clone, Copy)]
+pub struct HoldingKey(ObjectHandle);
+
 /// Objects visible to rkm's sessions, for checks that nothing was left behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ObjectCounts {
@@ -406,6 +410,42 @@ impl Hsm {
     pub async fn write_checkpoint(&self, note: Vec<u8>) -> Result<(), HsmError> {
         self.submit("write checkpoint", Retry::OnceAfterReopen, move |session| {
             ops::write_checkpoint(session, &note)
+        })
+        .await
+    }
+
+    /// The share holding key, generated in the token the first time.
+    ///
+    /// # Errors
+    /// The HSM fails.
+    pub async fn holding_key(&self) -> Result<HoldingKey, HsmError> {
+        self.submit("holding key", Retry::Never, |session| {
+            ops::get_or_create_holding_key(session).map(HoldingKey)
+        })
+        .await
+    }
+
+    /// Encrypts `plaintext` under the holding key (AES-GCM, `aad` bound to it).
+    ///
+    /// # Security
+    /// The plaintext reaches the HSM only; the result is safe to store.
+    ///
+    /// # Errors
+    /// The HSM fails.
+    pub async fn hold(&self, key: HoldingKey, plaintext: Zeroizing<Vec<u8>>, aad: Vec<u8>) -> Result<Vec<u8>, HsmError> {
+        self.submit("hold share", Retry::OnceAfterReopen, move |session| {
+            ops::hold(session, key.0, &plaintext, &aad)
+        })
+        .await
+    }
+
+    /// Decrypts what [`Hsm::hold`] produced, with the same `aad`.
+    ///
+    /// # Errors
+    /// [`HsmError::HeldDataInvalid`] for changed data or another `aad`.
+    pub async fn release(&self, key: HoldingKey, held: Vec<u8>, aad: Vec<u8>) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        self.submit("release share", Retry::OnceAfterReopen, move |session| {
+            ops::release(session, key.0, &held, &aad)
         })
         .await
     }

@@ -3,10 +3,12 @@
 
 use cryptoki::error::{Error as CryptokiError, RvError};
 use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 use p256::pkcs8::EncodePublicKey as _;
+use zeroize::Zeroizing;
 
 use super::error::{HsmError, return_value};
 use super::templates;
@@ -230,6 +232,53 @@ pub fn sign_eddsa(session: &Session, key: ObjectHandle, message: &[u8]) -> OpRes
     raw.as_slice()
         .try_into()
         .map_err(|_| malformed("Ed25519 signature", format!("{} bytes", raw.len())))
+}
+
+/// The share holding key, generated in the token the first time.
+pub fn get_or_create_holding_key(session: &Session) -> OpResult<ObjectHandle> {
+    if let Some(key) = find_one(session, &templates::find_holding_key(), templates::HOLDING_KEY_LABEL)? {
+        return Ok(key);
+    }
+    Ok(session.generate_key(&Mechanism::AesKeyGen, &templates::holding_key())?)
+}
+
+/// GCM nonce length and tag length in bits (NIST SP 800-38D).
+const GCM_IV_LEN: usize = 12;
+const GCM_TAG_BITS: u64 = 128;
+
+/// AES-GCM under the holding key with a fresh random IV; returns IV ‖ ciphertext ‖ tag.
+pub fn hold(session: &Session, key: ObjectHandle, plaintext: &[u8], aad: &[u8]) -> OpResult<Vec<u8>> {
+    let mut iv = [0u8; GCM_IV_LEN];
+    session.generate_random_slice(&mut iv)?;
+    let mut iv_param = iv;
+    let params = GcmParams::new(&mut iv_param, aad, GCM_TAG_BITS.into())?;
+    let ciphertext = session.encrypt(&Mechanism::AesGcm(params), key, plaintext)?;
+    let mut held = Vec::with_capacity(GCM_IV_LEN + ciphertext.len());
+    held.extend_from_slice(&iv);
+    held.extend_from_slice(&ciphertext);
+    Ok(held)
+}
+
+/// Reverses [`hold`]; a changed ciphertext, IV or AAD fails authentication.
+pub fn release(session: &Session, key: ObjectHandle, held: &[u8], aad: &[u8]) -> OpResult<Zeroizing<Vec<u8>>> {
+    if held.len() < GCM_IV_LEN + 16 {
+        return Err(Failure::Domain(HsmError::HeldDataInvalid));
+    }
+    let (iv, ciphertext) = held.split_at(GCM_IV_LEN);
+    let mut iv: [u8; GCM_IV_LEN] = iv.try_into().expect("split at the IV length");
+    let params = GcmParams::new(&mut iv, aad, GCM_TAG_BITS.into())?;
+    session
+        .decrypt(&Mechanism::AesGcm(params), key, ciphertext)
+        .map(Zeroizing::new)
+        .map_err(|error| match return_value(&error) {
+            Some(
+                RvError::GeneralError
+                | RvError::EncryptedDataInvalid
+                | RvError::EncryptedDataLenRange
+                | RvError::DataInvalid,
+            ) => Failure::Domain(HsmError::HeldDataInvalid),
+            _ => Failure::Pkcs11(error),
+        })
 }
 
 /// Counts the objects this session can see: (session objects, token objects).

@@ -136,3 +136,38 @@ pub fn find_checkpoint_object() -> Vec<Attribute> {
         Attribute::Label(CHECKPOINT_LABEL.as_bytes().to_vec()),
     ]
 }
+
+/// Label of the AES key that holds submitted shares between approvals.
+pub const HOLDING_KEY_LABEL: &str = "rkm-share-holding-key";
+
+/// The share holding key: a persistent AES-256 token object, generated in the
+/// HSM, never extractable, that only encrypts and decrypts (AES-GCM) the
+/// shares custodians submit, so a daemon restart loses none and none is ever
+/// on disk in plaintext.
+pub fn holding_key() -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::ValueLen(32.into()),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Label(HOLDING_KEY_LABEL.as_bytes().to_vec()),
+        Attribute::Encrypt(true),
+        Attribute::Decrypt(true),
+        Attribute::Wrap(false),
+        Attribute::Unwrap(false),
+        Attribute::Sign(false),
+        Attribute::Derive(false),
+    ]
+}
+
+/// Search template for the holding key.
+pub fn find_holding_key() -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::Token(true),
+        Attribute::Label(HOLDING_KEY_LABEL.as_bytes().to_vec()),
+    ]
+}

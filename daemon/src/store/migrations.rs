@@ -82,4 +82,41 @@ pub const MIGRATIONS: &[&str] = &[
         received_at       TEXT NOT NULL DEFAULT '',
         PRIMARY KEY (key_id, custodian)
     ) STRICT;",
+    // 4: recovery ceremonies: the canonical request custodians approve, the
+    // targets in manifest order, single-use approval nonces, and approvals
+    // with their share held encrypted under the HSM's holding key until the
+    // ceremony ends (then NULL).
+    "CREATE TABLE recoveries (
+        ceremony_id       TEXT PRIMARY KEY NOT NULL REFERENCES ceremonies (id),
+        key_id            TEXT NOT NULL REFERENCES keys (key_id),
+        canonical_request BLOB NOT NULL,
+        request_digest    BLOB NOT NULL,
+        target_count      INTEGER NOT NULL,
+        signed_count      INTEGER NOT NULL DEFAULT 0,
+        artefact_size     INTEGER NOT NULL DEFAULT 0,
+        failure           TEXT NOT NULL DEFAULT ''
+    ) STRICT;
+    CREATE TABLE recovery_targets (
+        ceremony_id TEXT NOT NULL,
+        seq         INTEGER NOT NULL,
+        device_id   TEXT NOT NULL,
+        PRIMARY KEY (ceremony_id, seq)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE approval_nonces (
+        nonce       BLOB PRIMARY KEY NOT NULL,
+        ceremony_id TEXT NOT NULL,
+        custodian   TEXT NOT NULL,
+        expires_at  TEXT NOT NULL,
+        used        INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE TABLE approvals (
+        ceremony_id TEXT NOT NULL REFERENCES ceremonies (id),
+        custodian   TEXT NOT NULL,
+        nonce       BLOB NOT NULL,
+        commitment  BLOB NOT NULL,
+        signature   BLOB NOT NULL,
+        held_share  BLOB,
+        approved_at TEXT NOT NULL,
+        PRIMARY KEY (ceremony_id, custodian)
+    ) STRICT;",
 ];

@@ -107,6 +107,7 @@ impl Store {
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
                  PRAGMA foreign_keys = ON;
+                 PRAGMA secure_delete = ON;
                  PRAGMA busy_timeout = 5000;",
             )
             .map_err(open_error)?;

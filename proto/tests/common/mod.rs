@@ -26,7 +26,12 @@ pub fn p256_spki(scalar: u8) -> Vec<u8> {
     let mut bytes = [0u8; 32];
     bytes[31] = scalar.max(1);
     let secret = p256::SecretKey::from_slice(&bytes).unwrap();
-    secret.public_key().to_public_key_der().unwrap().as_bytes().to_vec()
+    secret
+        .public_key()
+        .to_public_key_der()
+        .unwrap()
+        .as_bytes()
+        .to_vec()
 }
 
 /// The test audit key: signing half and trusted verifier key.
@@ -37,9 +42,15 @@ pub fn audit_key(seed: u8) -> (SigningKey, VerifierKey) {
 }
 
 /// Signs an encoded record as rkmd does with the HSM's audit key.
-pub fn sign_record(record: &KeyRecord, signing: &SigningKey, verifier: &VerifierKey) -> SignedKeyRecord {
+pub fn sign_record(
+    record: &KeyRecord,
+    signing: &SigningKey,
+    verifier: &VerifierKey,
+) -> SignedKeyRecord {
     let encoded = record.encode();
-    let signature = signing.sign(&KeyRecord::signing_message(&encoded)).to_bytes();
+    let signature = signing
+        .sign(&KeyRecord::signing_message(&encoded))
+        .to_bytes();
     SignedKeyRecord {
         record: encoded,
         signature,
@@ -70,7 +81,12 @@ pub fn ceremony(k: u8, n: u8) -> Ceremony {
     let identities: Vec<CustodianIdentity> =
         (1..=n).map(|i| identity(&format!("c{i}"), i)).collect();
     let kek = Kek::from_bytes(&[0x4b; 32]);
-    let shares = split(&kek, Threshold::new_allowing_single(k, n).unwrap(), &[9; 32]).unwrap();
+    let shares = split(
+        &kek,
+        Threshold::new_allowing_single(k, n).unwrap(),
+        &[9; 32],
+    )
+    .unwrap();
     let spki = p256_spki(7);
     let key_id = key_id_for(&spki);
     let salts: Vec<[u8; 32]> = (1..=n).map(|i| [i.wrapping_mul(31); 32]).collect();

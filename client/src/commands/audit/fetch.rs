@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -44,8 +45,8 @@ pub struct FetchArgs {
     /// The trusted audit key; rkmd's must be this one. Without it, the key in
     /// an existing FILE is trusted, else rkmd's key on first use (its
     /// fingerprint is printed for you to compare).
-    #[arg(long, env = "RKM_AUDIT_KEY")]
-    pub audit_key: Option<String>,
+    #[arg(long, value_name = "KEY", env = "RKM_AUDIT_KEY", value_parser = parse_audit_key)]
+    pub audit_key: Option<VerifierKey>,
 }
 
 /// What `--output json` prints.
@@ -75,7 +76,7 @@ pub struct FetchReport {
 /// ([`VerificationFailed`]).
 pub async fn run(args: FetchArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
     let path = args.file;
-    let given = args.audit_key.as_deref().map(parse_audit_key).transpose()?;
+    let given = args.audit_key.clone();
     let exists = path.exists();
     let file_key = if exists && given.is_none() {
         Some(read_file_key(&path)?)
@@ -113,6 +114,15 @@ pub async fn run(args: FetchArgs, target: &Target, output: OutputFormat) -> anyh
         .suffix(".part")
         .tempfile_in(&dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    // The new file keeps the old one's mode; a first fetch is readable by all
+    // (entries never hold a secret), not the temporary file's 0600.
+    let permissions = match std::fs::metadata(&path) {
+        Ok(metadata) => metadata.permissions(),
+        Err(_) => std::fs::Permissions::from_mode(0o644),
+    };
+    temp.as_file()
+        .set_permissions(permissions)
+        .with_context(|| format!("cannot set the mode of {}", temp.path().display()))?;
     let mut out = BufWriter::with_capacity(READ_BUFFER, temp.as_file());
 
     // The existing file is verified while it is copied, in one read, so what
@@ -223,9 +233,9 @@ pub async fn run(args: FetchArgs, target: &Target, output: OutputFormat) -> anyh
         )));
     }
     let last = verifier.finish(line).map_err(daemon_error)?.clone();
-    drop(writer);
-
-    out.flush()
+    writer
+        .into_inner()
+        .flush()
         .with_context(|| format!("cannot write {}", temp.path().display()))?;
     drop(out);
     temp.as_file()

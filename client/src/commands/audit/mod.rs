@@ -51,17 +51,15 @@ pub async fn run(
     }
 }
 
-/// Parses an audit key given on the command line.
+/// Parses `--audit-key`, so that a malformed key is a usage error (exit 2).
 ///
 /// # Errors
 ///
-/// The string is not a C2SP Ed25519 verifier key.
-pub fn parse_audit_key(text: &str) -> anyhow::Result<VerifierKey> {
+/// The string is not a C2SP Ed25519 verifier key; the message says where to
+/// find the right one.
+pub fn parse_audit_key(text: &str) -> Result<VerifierKey, String> {
     VerifierKey::parse(text.trim()).map_err(|error| {
-        anyhow::anyhow!(
-            "--audit-key {:?} is not a verifier key: {error}; `rkmd init` and `rkm status` print it",
-            text.trim()
-        )
+        format!("{error}; `rkmd init` and `rkm status` print the audit key to pass here")
     })
 }
 

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use rkm_proto::audit_entry::AuditEntry;
+use rkm_proto::checkpoint::VerifierKey;
 use rkm_proto::merkle::{Hash, leaf_hash, verify_inclusion};
 use rkm_proto::v1::GetInclusionProofRequest;
 use rkm_proto::v1::audit_service_client::AuditServiceClient;
@@ -26,8 +27,8 @@ pub struct ProveArgs {
     pub index: u64,
     /// The trusted audit key; rkmd's must be this one. Without it, rkmd's key
     /// is trusted on first use and its fingerprint printed.
-    #[arg(long, env = "RKM_AUDIT_KEY")]
-    pub audit_key: Option<String>,
+    #[arg(long, value_name = "KEY", env = "RKM_AUDIT_KEY", value_parser = parse_audit_key)]
+    pub audit_key: Option<VerifierKey>,
 }
 
 /// What `--output json` prints.
@@ -56,7 +57,7 @@ pub struct ProofReport {
 /// rkmd cannot be reached or refuses; the key, checkpoint or proof does not
 /// verify ([`VerificationFailed`]).
 pub async fn run(args: &ProveArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
-    let given = args.audit_key.as_deref().map(parse_audit_key).transpose()?;
+    let given = args.audit_key.clone();
     let channel = target.connect().await?;
     let mut client = AuditServiceClient::new(channel);
     let log = trust_daemon_key(&mut client, given.as_ref().map(|key| (key, "--audit-key"))).await?;

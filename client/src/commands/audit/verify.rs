@@ -30,8 +30,8 @@ pub struct VerifyArgs {
     pub file: PathBuf,
     /// The trusted audit key (C2SP verifier key `<origin>+<key id>+<key>`),
     /// as `rkmd init` and `rkm status` print it. Never taken from the file.
-    #[arg(long, env = "RKM_AUDIT_KEY")]
-    pub audit_key: String,
+    #[arg(long, value_name = "KEY", env = "RKM_AUDIT_KEY", value_parser = parse_audit_key)]
+    pub audit_key: VerifierKey,
 }
 
 /// The summary of a file that verifies, as `--output json` prints it.
@@ -65,8 +65,8 @@ struct FailureReport<'a> {
 /// The key is malformed or the file cannot be read; the file does not verify
 /// ([`VerificationFailed`]).
 pub fn run(args: &VerifyArgs, output: OutputFormat) -> anyhow::Result<()> {
-    let key = parse_audit_key(&args.audit_key)?;
-    let summary = match verify_file(&args.file, &key) {
+    let key = &args.audit_key;
+    let summary = match verify_file(&args.file, key) {
         Ok(summary) => summary,
         Err(error) => {
             if output == OutputFormat::Json {
@@ -84,7 +84,7 @@ pub fn run(args: &VerifyArgs, output: OutputFormat) -> anyhow::Result<()> {
         verified: true,
         origin: summary.origin.clone(),
         audit_key: key.to_string(),
-        fingerprint: key_fingerprint(&key),
+        fingerprint: key_fingerprint(key),
         entries: summary.entries,
         checkpoints: summary.checkpoints,
         first_time: summary.first_time.clone(),

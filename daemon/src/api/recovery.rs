@@ -1,0 +1,280 @@
+//! `RecoveryService`: opening, approving and collecting recovery ceremonies.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use rkm_proto::v1::open_recovery_request::Part;
+use rkm_proto::v1::recovery_service_server::RecoveryService;
+use rkm_proto::v1::{
+    Approval, ApproveRequest, ApproveResponse, ArtefactChunk, CancelRecoveryRequest,
+    CancelRecoveryResponse, CollectArtefactRequest, GetApprovalNonceRequest,
+    GetApprovalNonceResponse, GetRecoveryRequest, GetRecoveryResponse, ListRecoveriesRequest,
+    ListRecoveriesResponse, OpenRecoveryRequest, OpenRecoveryResponse, RecoveryState,
+    RecoverySummary,
+};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+use tokio_stream::{Stream, StreamExt as _};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{ceremony_status, peer_actor};
+use crate::ceremony::recovery::{self, ApprovalSubmission, OpenRequest};
+use crate::ceremony::{CeremonyError, Services};
+
+/// Bytes per artefact chunk sent to `rkm recovery collect`.
+const CHUNK: usize = 256 * 1024;
+/// How often a collector waiting for more signed commands looks again.
+const POLL: Duration = Duration::from_millis(50);
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Serves [`RecoveryService`].
+#[derive(Debug, Clone)]
+pub struct RecoveryApi {
+    pub services: Services,
+}
+
+fn to_proto(summary: recovery::RecoverySummary) -> RecoverySummary {
+    use recovery::RecoveryState as S;
+    RecoverySummary {
+        ceremony_id: summary.ceremony_id,
+        key_id: summary.key_id,
+        key_label: summary.key_label,
+        state: match summary.state {
+            S::Open => RecoveryState::Open,
+            S::Signing => RecoveryState::Signing,
+            S::Completed => RecoveryState::Completed,
+            S::Cancelled => RecoveryState::Cancelled,
+            S::Expired => RecoveryState::Expired,
+            S::Failed => RecoveryState::Failed,
+        } as i32,
+        canonical_request: summary.canonical_request,
+        request_digest: summary.request_digest,
+        target_count: summary.target_count,
+        threshold: u32::from(summary.threshold),
+        approvals: summary
+            .approvals
+            .into_iter()
+            .map(|a| Approval {
+                custodian: a.custodian,
+                nonce: a.nonce,
+                commitment: a.commitment,
+                signature: a.signature,
+                approved_at: a.approved_at,
+            })
+            .collect(),
+        opened_by: summary.opened_by,
+        opened_at: summary.opened_at,
+        expires_at: summary.expires_at,
+        ceremony_recipient: summary.ceremony_recipient,
+        signed_count: summary.signed_count,
+        artefact_size: summary.artefact_size,
+        failure: summary.failure,
+    }
+}
+
+#[tonic::async_trait]
+impl RecoveryService for RecoveryApi {
+    type CollectArtefactStream = ResponseStream<ArtefactChunk>;
+
+    #[tracing::instrument(skip_all)]
+    async fn open_recovery(
+        &self,
+        request: Request<Streaming<OpenRecoveryRequest>>,
+    ) -> Result<Response<OpenRecoveryResponse>, Status> {
+        let actor = peer_actor(&request);
+        let mut parts = request.into_inner();
+        let header = match parts.message().await? {
+            Some(OpenRecoveryRequest {
+                part: Some(Part::Header(header)),
+            }) => header,
+            _ => return Err(Status::invalid_argument("the first message must be the request header")),
+        };
+        let chunks = parts.map(|part| match part {
+            Ok(OpenRecoveryRequest {
+                part: Some(Part::TargetsChunk(chunk)),
+            }) => Ok(chunk),
+            Ok(_) => Err(CeremonyError::InvalidArgument(
+                "only target manifest chunks may follow the header".to_owned(),
+            )),
+            Err(status) => Err(CeremonyError::InvalidArgument(format!(
+                "the target manifest did not arrive whole: {}",
+                status.message()
+            ))),
+        });
+        let summary = self
+            .services
+            .open_recovery(
+                &actor,
+                OpenRequest {
+                    key: header.key,
+                    request_toml: header.request_toml,
+                    expires_in: Duration::from_secs(header.expires_in_seconds),
+                    emergency: header.emergency,
+                    justification: header.justification,
+                },
+                Box::pin(chunks),
+            )
+            .await
+            .map_err(ceremony_status)?;
+        Ok(Response::new(OpenRecoveryResponse {
+            recovery: Some(to_proto(summary)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_recovery(&self, request: Request<GetRecoveryRequest>) -> Result<Response<GetRecoveryResponse>, Status> {
+        let summary = self
+            .services
+            .get_recovery(request.into_inner().ceremony_id)
+            .await
+            .map_err(ceremony_status)?;
+        Ok(Response::new(GetRecoveryResponse {
+            recovery: Some(to_proto(summary)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_recoveries(
+        &self,
+        _request: Request<ListRecoveriesRequest>,
+    ) -> Result<Response<ListRecoveriesResponse>, Status> {
+        let all = self.services.list_recoveries().await.map_err(ceremony_status)?;
+        Ok(Response::new(ListRecoveriesResponse {
+            recoveries: all.into_iter().map(to_proto).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn cancel_recovery(
+        &self,
+        request: Request<CancelRecoveryRequest>,
+    ) -> Result<Response<CancelRecoveryResponse>, Status> {
+        let actor = peer_actor(&request);
+        let request = request.into_inner();
+        let summary = self
+            .services
+            .cancel_recovery(&actor, request.ceremony_id, request.reason)
+            .await
+            .map_err(ceremony_status)?;
+        Ok(Response::new(CancelRecoveryResponse {
+            recovery: Some(to_proto(summary)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_approval_nonce(
+        &self,
+        request: Request<GetApprovalNonceRequest>,
+    ) -> Result<Response<GetApprovalNonceResponse>, Status> {
+        let request = request.into_inner();
+        let (nonce, expires_at) = self
+            .services
+            .approval_nonce(request.ceremony_id, request.custodian)
+            .await
+            .map_err(ceremony_status)?;
+        Ok(Response::new(GetApprovalNonceResponse { nonce, expires_at }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn approve(&self, request: Request<ApproveRequest>) -> Result<Response<ApproveResponse>, Status> {
+        let peer = peer_actor(&request);
+        let request = request.into_inner();
+        let summary = self
+            .services
+            .approve(
+                &peer,
+                ApprovalSubmission {
+                    ceremony_id: request.ceremony_id,
+                    custodian: request.custodian,
+                    nonce: request.nonce,
+                    commitment: request.commitment,
+                    signature: request.signature,
+                    sealed_share: request.sealed_share,
+                },
+            )
+            .await
+            .map_err(ceremony_status)?;
+        Ok(Response::new(ApproveResponse {
+            recovery: Some(to_proto(summary)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn collect_artefact(
+        &self,
+        request: Request<CollectArtefactRequest>,
+    ) -> Result<Response<Self::CollectArtefactStream>, Status> {
+        let request = request.into_inner();
+        let summary = self
+            .services
+            .get_recovery(request.ceremony_id.clone())
+            .await
+            .map_err(ceremony_status)?;
+        use recovery::RecoveryState as S;
+        match summary.state {
+            S::Signing | S::Completed => {}
+            other => {
+                return Err(Status::failed_precondition(format!(
+                    "ceremony {} is {}: there is no artefact{}",
+                    summary.ceremony_id,
+                    other.as_str(),
+                    if other == S::Failed { format!(" ({})", summary.failure) } else { String::new() }
+                )));
+            }
+        }
+        let path = self.services.artefact_path(&summary.ceremony_id).map_err(ceremony_status)?;
+        let services = self.services.clone();
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut offset = request.offset;
+            let mut buffer = vec![0u8; CHUNK];
+            loop {
+                let summary = match services.get_recovery(summary.ceremony_id.clone()).await {
+                    Ok(summary) => summary,
+                    Err(error) => {
+                        let _ = sender.send(Err(ceremony_status(error))).await;
+                        return;
+                    }
+                };
+                let complete = summary.state == S::Completed;
+                if matches!(summary.state, S::Failed | S::Cancelled | S::Expired) {
+                    let _ = sender
+                        .send(Err(Status::failed_precondition(format!("signing failed: {}", summary.failure))))
+                        .await;
+                    return;
+                }
+                let read = match read_at(&path, offset, &mut buffer).await {
+                    Ok(read) => read,
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound && !complete => 0,
+                    Err(error) => {
+                        tracing::error!(%error, "reading an artefact");
+                        let _ = sender.send(Err(Status::internal("the artefact cannot be read; see the rkmd log"))).await;
+                        return;
+                    }
+                };
+                if read > 0 {
+                    let chunk = ArtefactChunk {
+                        offset,
+                        data: buffer[..read].to_vec(),
+                        total_size: if complete { summary.artefact_size } else { 0 },
+                    };
+                    offset += read as u64;
+                    if sender.send(Ok(chunk)).await.is_err() {
+                        return;
+                    }
+                } else if complete {
+                    return;
+                } else {
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
+    }
+}
+
+async fn read_at(path: &std::path::Path, offset: u64, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(std::io::SeekFrom::Start(offset)).await?;
+    file.read(buffer).await
+}

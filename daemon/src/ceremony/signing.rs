@@ -1,0 +1,361 @@
+//! The quorum step of a recovery ceremony: release the held shares from the
+//! HSM, check each against its commitment, combine, check the KEK check value,
+//! load the KEK and unwrap the recovery key in the HSM, and sign one command
+//! per target — in parallel across the HSM workers, in manifest order, with
+//! back-pressure into the artefact file, so memory stays flat for any number
+//! of targets. Then destroy the key, the KEK and the held shares, and audit.
+
+use std::io::{BufWriter, Write as _};
+use std::path::PathBuf;
+
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesOrdered;
+use rkm_proto::approval::Approval;
+use rkm_proto::artefact::{ArtefactHeader, ArtefactWriter, AuditProof, issue_entry_details};
+use rkm_proto::command::command_digest;
+use rkm_proto::secret::Share;
+use rkm_proto::shamir::{self, CommittedShare};
+use rusqlite::params;
+use tokio::sync::mpsc;
+
+use super::recovery::{RecoveryState, held_share_aad, load_recovery};
+use super::{CeremonyError, Services, now};
+use crate::audit::Event;
+use crate::hsm::SigningKey;
+use crate::secrets::KekBytes;
+
+/// Targets read from the store per page while signing.
+const PAGE: usize = 4096;
+/// Signatures in flight per HSM worker: enough to keep every session busy.
+const IN_FLIGHT_PER_WORKER: usize = 32;
+/// How often (in signed commands) progress is written to the store.
+const PROGRESS_EVERY: u64 = 20_000;
+
+fn to_array<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N], CeremonyError> {
+    bytes
+        .try_into()
+        .map_err(|_| CeremonyError::Internal(format!("stored {what} is not {N} bytes")))
+}
+
+impl Services {
+    /// Where a ceremony's artefact bundle is written.
+    pub fn artefact_path(&self, ceremony_id: &str) -> Result<PathBuf, CeremonyError> {
+        Ok(self.recovery_runtime_ref()?.artefact_dir.join(format!("{ceremony_id}.rkma")))
+    }
+
+    fn recovery_runtime_ref(&self) -> Result<&super::recovery::RecoveryRuntime, CeremonyError> {
+        self.recovery
+            .as_deref()
+            .ok_or_else(|| CeremonyError::Internal("recovery ceremonies are not available".to_owned()))
+    }
+
+    /// Runs the quorum step; on failure the ceremony is marked failed and the
+    /// held shares destroyed.
+    pub async fn run_quorum(self, ceremony_id: String) {
+        if let Err(error) = self.sign_recovery(&ceremony_id).await {
+            tracing::error!(%error, ceremony = %ceremony_id, "recovery signing failed");
+            let event = Event::ok("rkmd", "recovery.fail")
+                .subject(ceremony_id.clone())
+                .with_outcome(rkm_proto::audit_entry::Outcome::Failed)
+                .detail("reason", error.to_string())
+                .detail("held_shares", "destroyed");
+            let (id, reason) = (ceremony_id.clone(), error.to_string());
+            let recorded = self
+                .audit
+                .record_with(event, move |connection| {
+                    connection
+                        .execute("UPDATE ceremonies SET state = 'failed', closed_at = ?2 WHERE id = ?1", params![id, now()])
+                        .map_err(crate::store::StoreError::from)?;
+                    connection
+                        .execute("UPDATE recoveries SET failure = ?2 WHERE ceremony_id = ?1", params![id, reason])
+                        .map_err(crate::store::StoreError::from)?;
+                    connection
+                        .execute("UPDATE approvals SET held_share = NULL WHERE ceremony_id = ?1", [&id])
+                        .map_err(crate::store::StoreError::from)?;
+                    Ok(())
+                })
+                .await;
+            if let Err(audit_error) = recorded {
+                tracing::error!(%audit_error, "could not record the failed recovery");
+            }
+        }
+        if let Err(error) = self.audit.checkpoint().await {
+            tracing::error!(%error, "checkpoint after recovery signing failed");
+        }
+    }
+
+    /// Restarts the signing of every ceremony that was signing when rkmd
+    /// stopped: its shares are still held, so it starts again from the top.
+    pub async fn resume_signing(&self) -> Result<(), CeremonyError> {
+        let signing: Vec<String> = self
+            .store
+            .with(|connection| {
+                Ok(connection
+                    .prepare("SELECT id FROM ceremonies WHERE kind = 'recovery' AND state = 'signing'")?
+                    .query_map([], |row| row.get(0))?
+                    .collect::<Result<_, _>>()?)
+            })
+            .await?;
+        for id in signing {
+            tracing::warn!(ceremony = %id, "resuming a recovery that was signing when rkmd stopped");
+            self.audit
+                .record(Event::ok("rkmd", "recovery.resume").subject(id.clone()))
+                .await?;
+            tokio::spawn(self.clone().run_quorum(id));
+        }
+        Ok(())
+    }
+
+    async fn sign_recovery(&self, ceremony_id: &str) -> Result<(), CeremonyError> {
+        let id = ceremony_id.to_owned();
+        let (summary, held) = self
+            .store
+            .with(move |connection| {
+                let summary = load_recovery(connection, &id)?;
+                let held: Vec<(String, Option<Vec<u8>>)> = connection
+                    .prepare("SELECT custodian, held_share FROM approvals WHERE ceremony_id = ?1 ORDER BY approved_at, custodian")?
+                    .query_map([&id], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                Ok((summary, held))
+            })
+            .await?;
+        let summary = summary.ok_or_else(|| CeremonyError::not_found("recovery ceremony", ceremony_id, ""))?;
+        if summary.state != RecoveryState::Signing {
+            return Err(CeremonyError::FailedPrecondition(format!(
+                "ceremony {ceremony_id} is {}, not signing",
+                summary.state.as_str()
+            )));
+        }
+        let record = self.verified_record(&summary.key_id).await?;
+        let k = usize::from(record.threshold);
+        let approvers: Vec<String> = summary.approvals.iter().map(|a| a.custodian.clone()).collect();
+        self.audit
+            .record(
+                Event::ok("rkmd", "recovery.quorum")
+                    .subject(ceremony_id)
+                    .detail("approvers", approvers.join(","))
+                    .detail("threshold", record.threshold.to_string()),
+            )
+            .await?;
+
+        // Release K held shares; each is checked against its commitment
+        // before anything is combined, naming the custodian whose share fails.
+        let runtime = self.recovery_runtime_ref()?;
+        let mut released = Vec::with_capacity(k);
+        for (custodian, share) in held.into_iter().take(k) {
+            let share = share.ok_or_else(|| {
+                CeremonyError::FailedPrecondition(format!("the held share of {custodian:?} was destroyed"))
+            })?;
+            let payload = self
+                .hsm
+                .release(runtime.holding_key, share, held_share_aad(ceremony_id, &custodian))
+                .await?;
+            if payload.len() != 65 {
+                return Err(CeremonyError::Internal(format!("held share of {custodian:?} has a bad length")));
+            }
+            let entry = record
+                .custodian(&custodian)
+                .ok_or_else(|| CeremonyError::Internal(format!("{custodian:?} is not in the key record")))?;
+            let y: &[u8; 32] = payload[1..33].try_into().expect("checked length");
+            let share = Share::new(payload[0], y).map_err(|e| CeremonyError::Internal(e.to_string()))?;
+            let salt: [u8; 32] = payload[33..65].try_into().expect("checked length");
+            released.push((share, salt, entry.commitment));
+        }
+        let committed: Vec<CommittedShare<'_>> = released
+            .iter()
+            .map(|(share, salt, commitment)| CommittedShare { share, salt, commitment })
+            .collect();
+        let kek = shamir::combine_verified(&record.key_id, &committed, record.threshold, &record.kek_check_value)
+            .map_err(|e| CeremonyError::FailedPrecondition(format!("the held shares do not reconstitute the KEK: {e}")))?;
+        drop(committed);
+        drop(released);
+        let kek_object = self.hsm.import_kek(KekBytes::from_bytes(kek.expose_secret())).await?;
+        drop(kek);
+        let unwrapped = self.hsm.unwrap(kek_object, record.wrapped_key.clone()).await;
+        self.hsm.destroy(kek_object).await?;
+        let key = unwrapped?;
+        let signed = self.sign_targets(&summary, &record.public_key_spki, key).await;
+        // The recovery key is destroyed whatever happened while signing.
+        let destroyed = self.hsm.destroy(key).await;
+        let (signed_count, artefact_size) = signed?;
+        destroyed?;
+
+        let event = Event::ok("rkmd", "recovery.complete")
+            .subject(ceremony_id)
+            .detail("signed_commands", signed_count.to_string())
+            .detail("artefact_bytes", artefact_size.to_string())
+            .detail("held_shares", "destroyed")
+            .detail("hsm_objects", "destroyed");
+        let id = ceremony_id.to_owned();
+        self.audit
+            .record_with(event, move |connection| {
+                connection
+                    .execute("UPDATE ceremonies SET state = 'completed', closed_at = ?2 WHERE id = ?1", params![id, now()])
+                    .map_err(crate::store::StoreError::from)?;
+                connection
+                    .execute(
+                        "UPDATE recoveries SET signed_count = ?2, artefact_size = ?3 WHERE ceremony_id = ?1",
+                        params![id, i64::try_from(signed_count).unwrap_or(i64::MAX), i64::try_from(artefact_size).unwrap_or(i64::MAX)],
+                    )
+                    .map_err(crate::store::StoreError::from)?;
+                connection
+                    .execute("UPDATE approvals SET held_share = NULL WHERE ceremony_id = ?1", [&id])
+                    .map_err(crate::store::StoreError::from)?;
+                Ok(())
+            })
+            .await?;
+        runtime.forget(ceremony_id);
+        Ok(())
+    }
+
+    /// Records the issue, then signs every target into the artefact file.
+    /// Returns the number of signed commands and the file's size.
+    async fn sign_targets(
+        &self,
+        summary: &super::recovery::RecoverySummary,
+        public_key_spki: &[u8],
+        key: SigningKey,
+    ) -> Result<(u64, u64), CeremonyError> {
+        let digest: [u8; 32] = to_array(&summary.request_digest, "request digest")?;
+        let approvals = summary
+            .approvals
+            .iter()
+            .map(|a| {
+                Ok(Approval {
+                    custodian: a.custodian.clone(),
+                    nonce: to_array(&a.nonce, "nonce")?,
+                    commitment: to_array(&a.commitment, "commitment")?,
+                    signature: to_array(&a.signature, "approval signature")?,
+                    approved_at: a.approved_at.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, CeremonyError>>()?;
+        let mut issue = Event::ok("rkmd", "recovery.issue")
+            .subject(summary.ceremony_id.clone())
+            .detail("key_id", summary.key_id.clone())
+            .detail("targets", summary.target_count.to_string())
+            .detail(
+                "approvers",
+                summary.approvals.iter().map(|a| a.custodian.as_str()).collect::<Vec<_>>().join(","),
+            );
+        issue.details.extend(issue_entry_details(&digest, &approvals));
+        let index = self.audit.record(issue).await?;
+        let checkpoint = self.audit.checkpoint().await?;
+        let proof = self.audit.inclusion_proof(index, checkpoint.size).await?;
+        let header = ArtefactHeader {
+            ceremony_id: summary.ceremony_id.clone(),
+            key_id: summary.key_id.clone(),
+            public_key_spki: public_key_spki.to_vec(),
+            canonical_request: summary.canonical_request.clone(),
+            request_digest: digest,
+            approvals,
+            audit: AuditProof {
+                signed_checkpoint: checkpoint.signed_note,
+                entry_index: proof.index,
+                entry: proof.entry,
+                inclusion_proof: proof.hashes,
+            },
+            target_count: summary.target_count,
+        };
+
+        // A blocking writer thread takes signed lines in order; the bounded
+        // channel is the back-pressure between HSM signing and the disk.
+        let path = self.artefact_path(&summary.ceremony_id)?;
+        let (lines, mut queue) = mpsc::channel::<(u64, String, [u8; 64])>(PAGE);
+        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let file = std::fs::File::create(&path)?;
+            let mut writer = ArtefactWriter::new(BufWriter::with_capacity(1 << 20, file), &header)?;
+            while let Some((sequence, device, signature)) = queue.blocking_recv() {
+                writer.signed(sequence, &device, &signature)?;
+            }
+            let mut buffered = writer.finish()?;
+            buffered.flush()?;
+            let file = buffered.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            Ok(file.metadata()?.len())
+        });
+
+        let in_flight = self.hsm.worker_count() * IN_FLIGHT_PER_WORKER;
+        let mut next_page: i64 = 0;
+        let mut signed: u64 = 0;
+        let mut pending = FuturesOrdered::new();
+        let result: Result<(), CeremonyError> = async {
+            loop {
+                let (id, from) = (summary.ceremony_id.clone(), next_page);
+                let page: Vec<(i64, String)> = self
+                    .store
+                    .with(move |connection| {
+                        Ok(connection
+                            .prepare_cached(
+                                "SELECT seq, device_id FROM recovery_targets WHERE ceremony_id = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+                            )?
+                            .query_map(params![id, from, PAGE as i64], |row| Ok((row.get(0)?, row.get(1)?)))?
+                            .collect::<Result<_, _>>()?)
+                    })
+                    .await?;
+                let Some(&(last, _)) = page.last() else { break };
+                next_page = last + 1;
+                for (sequence, device) in page {
+                    let sequence = u64::try_from(sequence).unwrap_or_default();
+                    let hsm = self.hsm.clone();
+                    let message = command_digest(&digest, sequence, &device);
+                    pending.push_back(async move {
+                        let signature = hsm.sign_digest(key, message).await;
+                        (sequence, device, signature)
+                    });
+                    while pending.len() >= in_flight {
+                        self.write_next(&mut pending, &lines, &mut signed, &summary.ceremony_id).await?;
+                    }
+                }
+            }
+            while !pending.is_empty() {
+                self.write_next(&mut pending, &lines, &mut signed, &summary.ceremony_id).await?;
+            }
+            Ok(())
+        }
+        .await;
+        drop(lines);
+        let written = writer
+            .await
+            .map_err(|_| CeremonyError::Internal("the artefact writer failed".to_owned()))?;
+        result?;
+        let size = written.map_err(|e| CeremonyError::Internal(format!("writing the artefact failed: {e}")))?;
+        if signed != summary.target_count {
+            return Err(CeremonyError::Internal(format!(
+                "signed {signed} commands for {} targets",
+                summary.target_count
+            )));
+        }
+        Ok((signed, size))
+    }
+
+    async fn write_next<F>(
+        &self,
+        pending: &mut FuturesOrdered<F>,
+        lines: &mpsc::Sender<(u64, String, [u8; 64])>,
+        signed: &mut u64,
+        ceremony_id: &str,
+    ) -> Result<(), CeremonyError>
+    where
+        F: std::future::Future<Output = (u64, String, Result<[u8; 64], crate::hsm::HsmError>)>,
+    {
+        let Some((sequence, device, signature)) = pending.next().await else {
+            return Ok(());
+        };
+        lines
+            .send((sequence, device, signature?))
+            .await
+            .map_err(|_| CeremonyError::Internal("the artefact writer stopped".to_owned()))?;
+        *signed += 1;
+        if *signed % PROGRESS_EVERY == 0 {
+            let (id, count) = (ceremony_id.to_owned(), i64::try_from(*signed).unwrap_or(i64::MAX));
+            self.store
+                .with(move |c| Ok(c.execute("UPDATE recoveries SET signed_count = ?2 WHERE ceremony_id = ?1", params![id, count])?))
+                .await?;
+        }
+        Ok(())
+    }
+}
