@@ -20,6 +20,8 @@ pub struct StatusReport {
     pub audit_key: AuditKeyReport,
     pub counts: std::collections::BTreeMap<String, u64>,
     pub hsm_workers: u32,
+    pub hsm_session_objects: u64,
+    pub hsm_token_objects: u64,
     pub started_at_unix: u64,
 }
 
@@ -88,6 +90,8 @@ pub async fn run(target: &Target, output: OutputFormat) -> anyhow::Result<()> {
             .map(|c| (c.kind, c.count))
             .collect(),
         hsm_workers: response.hsm_workers,
+        hsm_session_objects: response.hsm_session_objects,
+        hsm_token_objects: response.hsm_token_objects,
         started_at_unix: response.started_at_unix,
     };
     match output {
@@ -114,6 +118,11 @@ fn render_text(report: &StatusReport) -> String {
     );
     let _ = writeln!(text, "library     {}", report.token.library);
     let _ = writeln!(text, "workers     {} HSM sessions", report.hsm_workers);
+    let _ = writeln!(
+        text,
+        "objects     {} session, {} token",
+        report.hsm_session_objects, report.hsm_token_objects
+    );
     let _ = writeln!(text, "audit key   {}", report.audit_key.fingerprint);
     let _ = writeln!(text, "verifier    {}", report.audit_key.verifier_key);
     let _ = writeln!(text, "mechanisms");

@@ -30,6 +30,7 @@ impl SystemService for SystemApi {
     ) -> Result<Response<GetStatusResponse>, Status> {
         let token = self.hsm.description();
         let counts = self.store.counts().await.map_err(store_status)?;
+        let objects = self.hsm.count_objects().await.map_err(super::hsm_status)?;
         let public_key = self.audit_key.public_key;
         Ok(Response::new(GetStatusResponse {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -61,6 +62,8 @@ impl SystemService for SystemApi {
                 .collect(),
             started_at_unix: self.started_at_unix,
             hsm_workers: u32::try_from(self.hsm.worker_count()).unwrap_or(u32::MAX),
+            hsm_session_objects: objects.session_objects as u64,
+            hsm_token_objects: objects.token_objects as u64,
         }))
     }
 }

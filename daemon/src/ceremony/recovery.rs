@@ -391,18 +391,15 @@ impl Services {
                 "the request has no targets: list them in `targets` or give a manifest (--targets FILE)".to_owned(),
             ));
         }
-        let canonical = CanonicalRequest {
-            ceremony_kind: CeremonyKind::Recovery,
-            key_id: key.key_id.clone(),
-            command: parsed.command,
-            reason: parsed.reason,
-            incident: parsed.incident,
-            not_before: parsed.not_before,
-            not_after: parsed.not_after,
+        let canonical = CanonicalRequest::from_request(
+            CeremonyKind::Recovery,
+            &key.key_id,
+            &parsed,
             targets,
-            emergency: request.emergency,
-            justification: request.justification.clone(),
-        };
+            request.emergency,
+            &request.justification,
+        )
+        .map_err(|e| CeremonyError::InvalidArgument(format!("the request is not valid: {e}")))?;
         Ok((key, canonical))
     }
 
