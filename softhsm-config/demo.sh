@@ -43,6 +43,53 @@ done
 step "rkm status"
 "$bin/rkm" status
 
+step "three key custodians make their identities (demo passphrases in files; people use the prompt)"
+names=(alice bob carol)
+for name in "${names[@]}"; do
+  mkdir -p "$work/$name"
+  printf 'demo passphrase of %s\n' "$name" >"$work/$name/passphrase"
+  "$bin/rkm" custodian init --name "$name" --identity "$work/$name/identity" \
+    --card "$work/$name/card.json" --passphrase-file "$work/$name/passphrase"
+  "$bin/rkm" custodian enrol "$work/$name/card.json"
+done
+
+step "key generation ceremony: 2-of-3"
+"$bin/rkm" key create --label demo-root --threshold 2 --custodians alice,bob,carol
+for name in "${names[@]}"; do
+  "$bin/rkm" share fetch --key demo-root --identity "$work/$name/identity" \
+    --passphrase-file "$work/$name/passphrase" --share-dir "$work/$name/shares"
+done
+"$bin/rkm" key show demo-root
+
+step "recovery ceremony: replace the trust anchor on 1,000 devices"
+seq -f 'meter-%06g' 1 1000 >"$work/devices.txt"
+cat >"$work/request.toml" <<TOML
+reason = "Demo: the issuing CA key is considered compromised"
+incident = "DEMO-1"
+not_before = "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+not_after = "$(date -u -d '+7 days' +%Y-%m-%dT%H:%M:%SZ)"
+
+[command]
+kind = "revoke-certificate"
+issuer = "CN=Demo Issuing CA"
+serial = "0a1b2c3d"
+TOML
+ceremony=$("$bin/rkm" --output json recovery open --key demo-root --request "$work/request.toml" \
+  --targets "$work/devices.txt" --expires 1h | python3 -c 'import json,sys; print(json.load(sys.stdin)["ceremony_id"])')
+echo "ceremony $ceremony"
+for name in alice bob; do
+  "$bin/rkm" recovery approve "$ceremony" --identity "$work/$name/identity" \
+    --passphrase-file "$work/$name/passphrase" --share-dir "$work/$name/shares" --yes
+done
+"$bin/rkm" recovery collect "$ceremony" -o "$work/demo-root.rkma"
+
+step "offline verification: the artefact and the audit log"
+vkey=$("$bin/rkm" --output json status | python3 -c 'import json,sys; print(json.load(sys.stdin)["audit_key"]["verifier_key"])')
+key_record=$(ls "$work"/alice/shares/*/key-record.json)
+"$bin/rkm" artefact verify "$work/demo-root.rkma" --key-record "$key_record" --audit-key "$vkey"
+"$bin/rkm" audit fetch -o "$work/audit.log" --audit-key "$vkey"
+"$bin/rkm" audit verify "$work/audit.log" --audit-key "$vkey"
+
 step "rkmd stops on SIGTERM"
 kill -TERM "$daemon_pid"
 wait "$daemon_pid"

@@ -57,6 +57,16 @@ enum Command {
         #[command(subcommand)]
         command: commands::notice::NoticeCommand,
     },
+    /// Recovery ceremonies: open, review, approve, cancel, collect the artefact.
+    Recovery {
+        #[command(subcommand)]
+        command: commands::recovery::RecoveryCommand,
+    },
+    /// Recovery artefact bundles: verify one offline.
+    Artefact {
+        #[command(subcommand)]
+        command: commands::artefact::ArtefactCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -84,6 +94,10 @@ fn main() -> ExitCode {
             Command::Notice { command } => {
                 commands::notice::run(command, &target, cli.output).await
             }
+            Command::Recovery { command } => {
+                commands::recovery::run(command, &target, cli.output).await
+            }
+            Command::Artefact { command } => commands::artefact::run(command, cli.output),
         }
     });
     match result {

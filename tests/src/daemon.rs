@@ -133,6 +133,11 @@ impl Daemon {
         self.env.push((name.to_owned(), value.into()));
     }
 
+    /// The process id of the running `rkmd serve`, if this fixture started it.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The daemon's state directory.
     pub fn state_dir(&self) -> PathBuf {
         self.state.path().join("state")

@@ -101,20 +101,28 @@ impl RecoveryService for RecoveryApi {
                 status.message()
             ))),
         });
-        let summary = self
-            .services
-            .open_recovery(
-                &actor,
-                OpenRequest {
-                    key: header.key,
-                    request_toml: header.request_toml,
-                    expires_in: Duration::from_secs(header.expires_in_seconds),
-                    emergency: header.emergency,
-                    justification: header.justification,
-                },
-                Box::pin(chunks),
-            )
+        // The ceremony runs in its own task that owns the stream: if the
+        // client goes away mid-manifest, the handler is dropped but the task
+        // sees the broken stream, refuses, audits and removes what it staged.
+        let services = self.services.clone();
+        let opening = tokio::spawn(async move {
+            services
+                .open_recovery(
+                    &actor,
+                    OpenRequest {
+                        key: header.key,
+                        request_toml: header.request_toml,
+                        expires_in: Duration::from_secs(header.expires_in_seconds),
+                        emergency: header.emergency,
+                        justification: header.justification,
+                    },
+                    Box::pin(chunks),
+                )
+                .await
+        });
+        let summary = opening
             .await
+            .map_err(|_| Status::internal("opening the ceremony failed; see the rkmd log"))?
             .map_err(ceremony_status)?;
         Ok(Response::new(OpenRecoveryResponse {
             recovery: Some(to_proto(summary)),
@@ -166,10 +174,11 @@ impl RecoveryService for RecoveryApi {
         &self,
         request: Request<GetApprovalNonceRequest>,
     ) -> Result<Response<GetApprovalNonceResponse>, Status> {
+        let peer = peer_actor(&request);
         let request = request.into_inner();
         let (nonce, expires_at) = self
             .services
-            .approval_nonce(request.ceremony_id, request.custodian)
+            .approval_nonce(&peer, request.ceremony_id, request.custodian)
             .await
             .map_err(ceremony_status)?;
         Ok(Response::new(GetApprovalNonceResponse { nonce, expires_at }))

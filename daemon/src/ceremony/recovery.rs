@@ -566,7 +566,26 @@ impl Services {
     ///
     /// # Errors
     /// Unknown ceremony, not open, or not a custodian of its key.
-    pub async fn approval_nonce(&self, ceremony_id: String, custodian: String) -> Result<(Vec<u8>, String), CeremonyError> {
+    pub async fn approval_nonce(
+        &self,
+        peer: &str,
+        ceremony_id: String,
+        custodian: String,
+    ) -> Result<(Vec<u8>, String), CeremonyError> {
+        match self.issue_nonce(ceremony_id.clone(), custodian.clone()).await {
+            Ok(issued) => Ok(issued),
+            // A refused nonce is a refused approval: audit it as one.
+            Err(error) => {
+                let event = Event::ok(peer, "recovery.approve")
+                    .subject(ceremony_id)
+                    .detail("custodian", custodian)
+                    .detail("step", "nonce");
+                self.refuse(event, error).await
+            }
+        }
+    }
+
+    async fn issue_nonce(&self, ceremony_id: String, custodian: String) -> Result<(Vec<u8>, String), CeremonyError> {
         let summary = self.get_recovery(ceremony_id.clone()).await?;
         if summary.state != RecoveryState::Open {
             return Err(CeremonyError::FailedPrecondition(format!(
@@ -579,6 +598,13 @@ impl Services {
             return Err(CeremonyError::PermissionDenied(format!(
                 "{custodian:?} is not a custodian of key {}",
                 summary.key_label
+            )));
+        }
+        let name = custodian.clone();
+        let enrolled = self.store.with(move |c| Ok(custodians::load(c, &name)?)).await?;
+        if !enrolled.is_some_and(|c| c.enabled) {
+            return Err(CeremonyError::PermissionDenied(format!(
+                "custodian {custodian:?} is disabled and can no longer approve"
             )));
         }
         let nonce = self.hsm.random(32).await?.to_vec();
@@ -720,6 +746,11 @@ impl Services {
                     "this ceremony's key changed (rkmd restarted): run `rkm recovery approve` again".to_owned(),
                 ));
             }
+            Some(Err(envelope::EnvelopeError::NotForThisIdentity)) => {
+                return Err(CeremonyError::FailedPrecondition(format!(
+                    "the share of {custodian:?} was sealed to another key than this ceremony's (rkmd restarted since, or it is for another ceremony): run `rkm recovery approve` again"
+                )));
+            }
             Some(Err(error)) => {
                 return Err(CeremonyError::InvalidArgument(format!(
                     "the share of {custodian:?} does not open with this ceremony's key: {error}"
@@ -754,6 +785,17 @@ impl Services {
         let (_, reached) = self
             .audit
             .record_with(event, move |connection| {
+                // Approvals race: only one may move the ceremony on, and none
+                // may land after it left the open state.
+                let state: String = connection
+                    .query_row("SELECT state FROM ceremonies WHERE id = ?1", [&approval.ceremony_id], |row| row.get(0))
+                    .map_err(crate::store::StoreError::from)?;
+                if state != "open" {
+                    return Err(crate::audit::AuditError::Refused(format!(
+                        "ceremony {} is {state}; it takes no more approvals",
+                        approval.ceremony_id
+                    )));
+                }
                 let used = connection
                     .execute("UPDATE approval_nonces SET used = 1 WHERE nonce = ?1 AND used = 0", [&approval.nonce])
                     .map_err(crate::store::StoreError::from)?;
@@ -783,12 +825,14 @@ impl Services {
                         |row| Ok((row.get(0)?, row.get(1)?)),
                     )
                     .map_err(crate::store::StoreError::from)?;
-                let reached = count >= threshold;
-                if reached {
-                    connection
-                        .execute("UPDATE ceremonies SET state = 'signing' WHERE id = ?1", [&approval.ceremony_id])
-                        .map_err(crate::store::StoreError::from)?;
-                }
+                let reached = count >= threshold
+                    && connection
+                        .execute(
+                            "UPDATE ceremonies SET state = 'signing' WHERE id = ?1 AND state = 'open'",
+                            [&approval.ceremony_id],
+                        )
+                        .map_err(crate::store::StoreError::from)?
+                        == 1;
                 Ok(reached)
             })
             .await?;

@@ -87,6 +87,20 @@ impl Services {
     /// Restarts the signing of every ceremony that was signing when rkmd
     /// stopped: its shares are still held, so it starts again from the top.
     pub async fn resume_signing(&self) -> Result<(), CeremonyError> {
+        // Targets staged by an open request whose client went away before
+        // the ceremony was recorded belong to no ceremony: drop them.
+        let orphans = self
+            .store
+            .with(|connection| {
+                Ok(connection.execute(
+                    "DELETE FROM recovery_targets WHERE ceremony_id NOT IN (SELECT ceremony_id FROM recoveries)",
+                    [],
+                )?)
+            })
+            .await?;
+        if orphans > 0 {
+            tracing::warn!(orphans, "removed the targets of recovery requests that were never opened");
+        }
         let signing: Vec<String> = self
             .store
             .with(|connection| {

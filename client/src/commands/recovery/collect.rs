@@ -1,0 +1,228 @@
+//! `rkm recovery collect`: streams a ceremony's artefact bundle from rkmd
+//! into FILE.partial while rkmd signs, resuming from the partial file's size
+//! if one is there, and renames it to FILE once rkmd reports the bundle
+//! complete and the sizes agree (after an fsync of the file and its folder).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use rkm_proto::v1::recovery_service_client::RecoveryServiceClient;
+use rkm_proto::v1::{CollectArtefactRequest, RecoveryState};
+use serde::Serialize;
+
+use super::{get_recovery, progress_bar, state_name};
+use crate::connect::Target;
+use crate::exit::RpcResultExt as _;
+use crate::output::{OutputFormat, emit, print_json};
+
+/// Lines of a bundle before its first signed command (magic, header).
+const HEADER_LINES: u64 = 2;
+
+/// Collect a ceremony's artefact bundle (operators).
+///
+/// The bundle is written to FILE.partial as rkmd signs, then renamed to FILE
+/// when complete. An interrupted collection resumes from FILE.partial. Check
+/// the result offline with `rkm artefact verify`.
+#[derive(Debug, clap::Args)]
+pub struct CollectArgs {
+    /// The ceremony id.
+    pub ceremony_id: String,
+    /// The artefact file to write (never overwritten).
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// What `collect --output json` prints.
+#[derive(Debug, Serialize)]
+pub struct CollectReport {
+    pub ceremony_id: String,
+    pub file: String,
+    pub bytes: u64,
+    pub commands: u64,
+    /// Bytes that were already in FILE.partial.
+    pub resumed_from: u64,
+}
+
+/// FILE.partial.
+fn partial_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
+/// Newlines in a file, to place the progress bar when resuming.
+fn count_lines(path: &Path) -> anyhow::Result<u64> {
+    let mut file = File::open(path)?;
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut lines = 0u64;
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            return Ok(lines);
+        }
+        lines += newlines(&buffer[..read]);
+    }
+}
+
+fn newlines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+fn sync_parent(path: &Path) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .with_context(|| format!("cannot sync the folder {}", dir.display()))
+}
+
+/// Streams, resumes, syncs and renames.
+///
+/// # Errors
+/// FILE exists; the partial file cannot be written or does not fit the
+/// artefact; rkmd refuses (no artefact for a ceremony that is not signing or
+/// completed) or the stream breaks (run again to resume).
+pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
+    let file_path = args.file;
+    if file_path.exists() {
+        bail!(
+            "{} already exists; refusing to overwrite it (choose another file)",
+            file_path.display()
+        );
+    }
+    let partial = partial_path(&file_path);
+    let mut client = RecoveryServiceClient::new(target.connect().await?);
+    let summary = get_recovery(&mut client, &args.ceremony_id).await?;
+    let resumed_from = match fs::metadata(&partial) {
+        Ok(metadata) => metadata.len(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot read {}", partial.display()));
+        }
+    };
+    if summary.state == RecoveryState::Completed as i32 && resumed_from > summary.artefact_size {
+        bail!(
+            "{} holds {resumed_from} bytes, more than the {}-byte artefact of ceremony {}: it is not part of it; remove it and collect again",
+            partial.display(),
+            summary.artefact_size,
+            args.ceremony_id
+        );
+    }
+    let mut lines = if resumed_from > 0 {
+        count_lines(&partial).with_context(|| format!("cannot read {}", partial.display()))?
+    } else {
+        0
+    };
+    let mut stream = client
+        .collect_artefact(CollectArtefactRequest {
+            ceremony_id: args.ceremony_id.clone(),
+            offset: resumed_from,
+        })
+        .await
+        .rpc("collecting the artefact")?
+        .into_inner();
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&partial)
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    let mut writer = BufWriter::with_capacity(1 << 20, file);
+    let bar = progress_bar(
+        summary.target_count,
+        "{msg} [{bar:30}] {human_pos}/{human_len} commands, {binary_bytes_per_sec} eta {eta}",
+        "collecting",
+    );
+    bar.set_position(lines.saturating_sub(HEADER_LINES).min(summary.target_count));
+    let mut offset = resumed_from;
+    while let Some(chunk) = stream
+        .message()
+        .await
+        .rpc("receiving the artefact")
+        .with_context(|| {
+            format!(
+                "{} bytes are kept in {}; run the command again to resume",
+                offset,
+                partial.display()
+            )
+        })?
+    {
+        if chunk.offset != offset {
+            bail!(
+                "rkmd sent bytes from offset {} when {offset} was next; run the command again to resume",
+                chunk.offset
+            );
+        }
+        writer
+            .write_all(&chunk.data)
+            .with_context(|| format!("cannot write {}", partial.display()))?;
+        offset += chunk.data.len() as u64;
+        lines += newlines(&chunk.data);
+        bar.set_position(lines.saturating_sub(HEADER_LINES).min(summary.target_count));
+    }
+    let file = writer
+        .into_inner()
+        .map_err(|error| error.into_error())
+        .and_then(|file| file.sync_all().map(|()| file))
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    drop(file);
+    bar.finish_and_clear();
+
+    let done = get_recovery(&mut client, &args.ceremony_id).await?;
+    if done.state != RecoveryState::Completed as i32 {
+        bail!(
+            "rkmd stopped sending while ceremony {} is {}; {offset} bytes are kept in {}: run the command again to resume",
+            args.ceremony_id,
+            state_name(done.state),
+            partial.display()
+        );
+    }
+    if done.artefact_size != offset {
+        bail!(
+            "{} holds {offset} bytes, but the artefact of ceremony {} is {} bytes; remove it and collect again",
+            partial.display(),
+            args.ceremony_id,
+            done.artefact_size
+        );
+    }
+    if file_path.exists() {
+        bail!(
+            "{} appeared while collecting; the artefact stays in {}",
+            file_path.display(),
+            partial.display()
+        );
+    }
+    fs::rename(&partial, &file_path).with_context(|| {
+        format!(
+            "cannot rename {} to {}",
+            partial.display(),
+            file_path.display()
+        )
+    })?;
+    sync_parent(&file_path)?;
+    let report = CollectReport {
+        ceremony_id: args.ceremony_id,
+        file: file_path.display().to_string(),
+        bytes: offset,
+        commands: done.signed_count,
+        resumed_from,
+    };
+    match output {
+        OutputFormat::Json => print_json(&report),
+        OutputFormat::Text => emit(&format!(
+            "wrote {} ({} bytes, {} signed commands{}); check it offline with `rkm artefact verify {} --key-record FILE --audit-key KEY`\n",
+            report.file,
+            report.bytes,
+            report.commands,
+            if resumed_from > 0 {
+                format!(", resumed at byte {resumed_from}")
+            } else {
+                String::new()
+            },
+            report.file
+        )),
+    }
+}

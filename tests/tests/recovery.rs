@@ -1,0 +1,1591 @@
+//! Recovery ceremonies end to end, with the real rkmd on a fresh SoftHSM
+//! token and the real rkm: five custodians, each with their own identity
+//! file and share directory, hold a 3-of-5 key; an operator opens a
+//! recovery, custodians approve with their shares, rkmd signs one command
+//! per target and the artefact verifies offline. Refusals (replays, reused
+//! nonces, foreign, disabled or late approvals, bad shares, changed
+//! requests) are clear errors with an audit entry that leave the honest
+//! custodians' approvals intact; kill -9 loses no approval; expiry destroys
+//! the held shares; a tampered artefact fails naming the record; and no
+//! share or KEK byte reaches rkmd's files or log.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use rkm_client::connect::Target;
+use rkm_proto::approval::approval_message;
+use rkm_proto::custodian_card::parse_age_recipient;
+use rkm_proto::envelope::{self, EnvelopeContents};
+use rkm_proto::identity::CustodianIdentity;
+use rkm_proto::kek_check::kek_matches;
+use rkm_proto::key_record::{KeyRecord, SignedKeyRecord};
+use rkm_proto::secret::Share;
+use rkm_proto::shamir;
+use rkm_proto::v1::recovery_service_client::RecoveryServiceClient;
+use rkm_proto::v1::{ApproveRequest, GetApprovalNonceRequest, GetRecoveryRequest, RecoverySummary};
+use rkm_tests::Daemon;
+use secrecy::SecretString;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use tonic::transport::Channel;
+
+const NAMES: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
+const LABEL: &str = "fleet-root";
+/// How long a ceremony may take to be signed before a test fails.
+const SIGNING_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts success; returns standard output.
+fn ok(output: &Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed ({:?}):\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+/// Asserts failure with `code` and a standard error containing every one of
+/// `needles`; returns standard error.
+fn fails(output: &Output, code: i32, needles: &[&str], what: &str) -> String {
+    let stderr = text(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{what}: expected exit {code}:\nstdout: {}\nstderr: {stderr}",
+        text(&output.stdout)
+    );
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "{what}: stderr lacks {needle:?}:\n{stderr}"
+        );
+    }
+    stderr
+}
+
+fn json(output: &Output, what: &str) -> Value {
+    serde_json::from_str(&ok(output, what))
+        .unwrap_or_else(|error| panic!("{what}: not JSON: {error}"))
+}
+
+fn path(path: &Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}
+
+/// One custodian's files.
+struct Custodian {
+    name: String,
+    identity: PathBuf,
+    card: PathBuf,
+    passphrase: String,
+    passphrase_file: PathBuf,
+    share_dir: PathBuf,
+}
+
+impl Custodian {
+    /// Writes the identity (scrypt work factor 4, so that the many commands
+    /// that open it stay fast) and the card.
+    fn new(dir: &Path, name: &str) -> Self {
+        let passphrase = format!("correct horse battery staple {name}");
+        let passphrase_file = dir.join(format!("{name}.passphrase"));
+        std::fs::write(&passphrase_file, format!("{passphrase}\n")).unwrap();
+        let custodian = Custodian {
+            name: name.to_owned(),
+            identity: dir.join(format!("{name}.identity")),
+            card: dir.join(format!("{name}.card.json")),
+            passphrase,
+            passphrase_file,
+            share_dir: dir.join(format!("{name}-shares")),
+        };
+        let mut seed = [0u8; 64];
+        for (half, chunk) in seed.chunks_mut(32).enumerate() {
+            let digest = Sha256::new()
+                .chain_update(custodian.identity.as_os_str().as_encoded_bytes())
+                .chain_update([half as u8])
+                .finalize();
+            chunk.copy_from_slice(&digest);
+        }
+        let identity = CustodianIdentity::generate(name, &seed).unwrap();
+        let file = identity
+            .encrypt_with_work_factor(&SecretString::from(custodian.passphrase.as_str()), 4)
+            .unwrap();
+        std::fs::write(&custodian.identity, file).unwrap();
+        std::fs::write(&custodian.card, identity.card().to_json()).unwrap();
+        custodian
+    }
+
+    fn open_identity(&self) -> CustodianIdentity {
+        CustodianIdentity::decrypt(
+            &std::fs::read(&self.identity).unwrap(),
+            &SecretString::from(self.passphrase.as_str()),
+        )
+        .unwrap()
+    }
+
+    fn key_folder(&self, key_id: &str) -> PathBuf {
+        self.share_dir.join(key_id)
+    }
+
+    fn key_record_file(&self, key_id: &str) -> PathBuf {
+        self.key_folder(key_id).join("key-record.json")
+    }
+
+    /// The key record copy this custodian holds (decoded, not verified).
+    fn key_record(&self, key_id: &str) -> KeyRecord {
+        let text = std::fs::read_to_string(self.key_record_file(key_id)).unwrap();
+        KeyRecord::decode(&SignedKeyRecord::from_file(&text).unwrap().record).unwrap()
+    }
+
+    /// The share this custodian holds, decrypted here (outside rkmd).
+    fn contents(&self, key_id: &str) -> EnvelopeContents {
+        let sealed = std::fs::read(self.key_folder(key_id).join("share.age")).unwrap();
+        envelope::open(&sealed, self.open_identity().age_identity()).unwrap()
+    }
+
+    fn commitment(&self, key_id: &str) -> [u8; 32] {
+        self.key_record(key_id)
+            .custodian(&self.name)
+            .unwrap()
+            .commitment
+    }
+
+    /// `rkm recovery approve ID --yes` with this custodian's files.
+    fn approve(&self, daemon: &Daemon, ceremony_id: &str) -> Output {
+        daemon
+            .rkm(&[
+                "recovery",
+                "approve",
+                ceremony_id,
+                "--identity",
+                path(&self.identity),
+                "--passphrase-file",
+                path(&self.passphrase_file),
+                "--share-dir",
+                path(&self.share_dir),
+                "--yes",
+                "--output",
+                "json",
+            ])
+            .unwrap()
+    }
+}
+
+/// A serving rkmd with a 3-of-5 key whose custodians all hold their share.
+struct Setup {
+    daemon: Daemon,
+    dir: tempfile::TempDir,
+    custodians: Vec<Custodian>,
+    key_id: String,
+    audit_key: String,
+}
+
+fn setup() -> Setup {
+    let daemon = Daemon::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let custodians: Vec<Custodian> = NAMES
+        .iter()
+        .map(|name| Custodian::new(dir.path(), name))
+        .collect();
+    for custodian in &custodians {
+        ok(
+            &daemon
+                .rkm(&["custodian", "enrol", path(&custodian.card)])
+                .unwrap(),
+            "custodian enrol",
+        );
+    }
+    let created = json(
+        &daemon
+            .rkm(&[
+                "key",
+                "create",
+                "--label",
+                LABEL,
+                "--threshold",
+                "3",
+                "--custodians",
+                &NAMES.join(","),
+                "--output",
+                "json",
+            ])
+            .unwrap(),
+        "key create",
+    );
+    let key_id = created["key_id"].as_str().unwrap().to_owned();
+    let status = json(
+        &daemon.rkm(&["status", "--output", "json"]).unwrap(),
+        "status",
+    );
+    let audit_key = status["audit_key"]["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for custodian in &custodians {
+        ok(
+            &daemon
+                .rkm(&[
+                    "share",
+                    "fetch",
+                    "--key",
+                    LABEL,
+                    "--identity",
+                    path(&custodian.identity),
+                    "--passphrase-file",
+                    path(&custodian.passphrase_file),
+                    "--share-dir",
+                    path(&custodian.share_dir),
+                    "--audit-key",
+                    &audit_key,
+                ])
+                .unwrap(),
+            "share fetch",
+        );
+    }
+    Setup {
+        daemon,
+        dir,
+        custodians,
+        key_id,
+        audit_key,
+    }
+}
+
+/// A revoke-certificate request file; `serial` tells requests apart.
+fn request_file(dir: &Path, serial: &str, inline_targets: &[&str]) -> PathBuf {
+    let file = dir.join(format!("request-{serial}.toml"));
+    let targets = if inline_targets.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "targets = [{}]\n",
+            inline_targets
+                .iter()
+                .map(|t| format!("{t:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    std::fs::write(
+        &file,
+        format!(
+            "reason = \"Issuing CA 2 key compromised\"\nincident = \"INC-4711\"\nnot_before = \"2026-11-27T00:00:00Z\"\nnot_after = \"2026-12-04T00:00:00Z\"\n{targets}\n[command]\nkind = \"revoke-certificate\"\nissuer = \"CN=Issuing CA 2, O=Grid\"\nserial = \"{serial}\"\n"
+        ),
+    )
+    .unwrap();
+    file
+}
+
+/// A manifest of `count` device ids, with a comment, a blank line and CRLF
+/// line ends mixed in.
+fn manifest(dir: &Path, name: &str, count: usize) -> PathBuf {
+    let file = dir.join(name);
+    let mut text = String::from("# meters of district 7\n\n");
+    for i in 0..count {
+        let end = if i % 3 == 0 { "\r\n" } else { "\n" };
+        text.push_str(&format!("meter-{i:07}{end}"));
+    }
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+impl Setup {
+    fn rkm(&self, args: &[&str]) -> Output {
+        self.daemon.rkm(args).unwrap()
+    }
+
+    /// Opens a ceremony; returns its JSON report.
+    fn open(&self, request: &Path, targets: Option<&Path>, expires: &str) -> Value {
+        let mut args = vec![
+            "recovery",
+            "open",
+            "--key",
+            LABEL,
+            "--request",
+            path(request),
+            "--expires",
+            expires,
+            "--output",
+            "json",
+        ];
+        if let Some(targets) = targets {
+            args.extend(["--targets", path(targets)]);
+        }
+        json(&self.rkm(&args), "recovery open")
+    }
+
+    /// Opens a ceremony for `count` manifest targets; returns its id.
+    fn open_with_targets(&self, count: usize) -> String {
+        let request = request_file(self.dir.path(), "0a1b2c", &[]);
+        let targets = manifest(self.dir.path(), &format!("targets-{count}.txt"), count);
+        let opened = self.open(&request, Some(&targets), "1h");
+        assert_eq!(opened["target_count"], count as u64, "{opened}");
+        opened["ceremony_id"].as_str().unwrap().to_owned()
+    }
+
+    fn show(&self, ceremony_id: &str) -> Value {
+        json(
+            &self.rkm(&["recovery", "show", ceremony_id, "--output", "json"]),
+            "recovery show",
+        )
+    }
+
+    /// Waits, with bounded retries, for the ceremony to reach `state`.
+    fn wait_for_state(&self, ceremony_id: &str, state: &str) -> Value {
+        let deadline = Instant::now() + SIGNING_TIMEOUT;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let shown = self.show(ceremony_id);
+            if shown["state"] == state {
+                return shown;
+            }
+            assert!(
+                shown["state"] == "open" || shown["state"] == "signing",
+                "ceremony {ceremony_id} went to {} instead of {state}: {shown}",
+                shown["state"]
+            );
+            assert!(
+                Instant::now() < deadline,
+                "ceremony {ceremony_id} is still {} after {SIGNING_TIMEOUT:?}",
+                shown["state"]
+            );
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Approves with the first `k` custodians through the CLI.
+    fn approve_with(&self, ceremony_id: &str, custodians: &[usize]) {
+        for (n, &i) in custodians.iter().enumerate() {
+            let report = json(
+                &self.custodians[i].approve(&self.daemon, ceremony_id),
+                "recovery approve",
+            );
+            assert_eq!(report["custodian"], NAMES[i]);
+            assert_eq!(report["approval_count"], (n + 1) as u64, "{report}");
+            assert_eq!(report["threshold"], 3);
+        }
+    }
+
+    fn collect(&self, ceremony_id: &str, file: &Path) -> Value {
+        json(
+            &self.rkm(&[
+                "recovery",
+                "collect",
+                ceremony_id,
+                "-o",
+                path(file),
+                "--output",
+                "json",
+            ]),
+            "recovery collect",
+        )
+    }
+
+    /// `rkm artefact verify FILE` with alice's key record copy.
+    fn verify_artefact(&self, file: &Path, extra: &[&str]) -> Output {
+        let record = self.custodians[0].key_record_file(&self.key_id);
+        let mut args = vec![
+            "artefact",
+            "verify",
+            path(file),
+            "--key-record",
+            path(&record),
+            "--audit-key",
+            &self.audit_key,
+        ];
+        args.extend_from_slice(extra);
+        self.rkm(&args)
+    }
+
+    /// The audit entries about a ceremony, from rkmd.
+    fn audit_entries(&self, ceremony_id: &str) -> Vec<Value> {
+        json(
+            &self.rkm(&[
+                "audit",
+                "show",
+                "--ceremony",
+                ceremony_id,
+                "--output",
+                "json",
+            ]),
+            "audit show",
+        )
+        .as_array()
+        .unwrap()
+        .clone()
+    }
+
+    /// The audit entries about a ceremony once `done` holds for them,
+    /// waiting with bounded retries: an entry is listed once a signed
+    /// checkpoint covers it (within the checkpoint interval, 2 s).
+    fn audit_entries_once(&self, ceremony_id: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let entries = self.audit_entries(ceremony_id);
+            if done(&entries) {
+                return entries;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the audit log of {ceremony_id} lacks what was expected: {:#?}",
+                actions(&entries)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.daemon.state_dir().join("rkm.sqlite3")).unwrap()
+    }
+
+    /// (custodian, held share present) of a ceremony's approvals.
+    fn held_shares(&self, ceremony_id: &str) -> Vec<(String, bool)> {
+        let db = self.db();
+        let mut statement = db
+            .prepare(
+                "SELECT custodian, held_share IS NOT NULL FROM approvals WHERE ceremony_id = ?1 ORDER BY custodian",
+            )
+            .unwrap();
+        statement
+            .query_map([ceremony_id], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// Every custodian's share, decrypted here.
+    fn shares(&self) -> Vec<Share> {
+        self.custodians
+            .iter()
+            .map(|c| {
+                let contents = c.contents(&self.key_id);
+                Share::new(contents.share.x(), contents.share.expose_y()).unwrap()
+            })
+            .collect()
+    }
+}
+
+fn actions(entries: &[Value]) -> Vec<(String, String)> {
+    entries
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn count(actions: &[(String, String)], action: &str, outcome: &str) -> usize {
+    actions
+        .iter()
+        .filter(|(a, o)| a == action && o == outcome)
+        .count()
+}
+
+/// Every regular file under `dir`.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if kind.is_file() {
+                files.push(entry.path());
+            }
+        }
+    }
+    files
+}
+
+/// The ways a secret's bytes could be written: raw, hex, base64.
+fn spellings(secret: &[u8]) -> Vec<Vec<u8>> {
+    vec![
+        secret.to_vec(),
+        hex::encode(secret).into_bytes(),
+        hex::encode_upper(secret).into_bytes(),
+        base64::engine::general_purpose::STANDARD
+            .encode(secret)
+            .into_bytes(),
+        base64::engine::general_purpose::STANDARD_NO_PAD
+            .encode(&secret[..30])
+            .into_bytes(),
+    ]
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+/// Asserts that no spelling of any of `secrets` is in rkmd's state
+/// directory files or its log.
+fn assert_no_secret_bytes(setup: &Setup, secrets: &[(&str, &[u8])], when: &str) {
+    let mut files = files_under(&setup.daemon.state_dir());
+    files.push(setup.daemon.log_file());
+    assert!(files.len() > 2, "{when}: the state directory holds files");
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        for (what, secret) in secrets {
+            for spelling in spellings(secret) {
+                assert!(
+                    !contains(&bytes, &spelling),
+                    "{when}: {what} found in {}",
+                    file.display()
+                );
+            }
+        }
+    }
+}
+
+// ----- gRPC-level approvals, for the refusal tests -----
+
+async fn client(daemon: &Daemon) -> RecoveryServiceClient<Channel> {
+    RecoveryServiceClient::new(
+        Target::Socket(daemon.socket())
+            .connect()
+            .await
+            .expect("rkmd is reachable"),
+    )
+}
+
+async fn summary(client: &mut RecoveryServiceClient<Channel>, id: &str) -> RecoverySummary {
+    client
+        .get_recovery(GetRecoveryRequest {
+            ceremony_id: id.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .recovery
+        .unwrap()
+}
+
+async fn nonce(client: &mut RecoveryServiceClient<Channel>, id: &str, custodian: &str) -> [u8; 32] {
+    client
+        .get_approval_nonce(GetApprovalNonceRequest {
+            ceremony_id: id.to_owned(),
+            custodian: custodian.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .nonce
+        .try_into()
+        .unwrap()
+}
+
+/// An approval as rkm builds it, with each part open to forgery: the
+/// ceremony and digest signed, the nonce, and the share sealed.
+struct Forged<'a> {
+    by: &'a Custodian,
+    send_to: String,
+    signed_ceremony: String,
+    signed_digest: [u8; 32],
+    nonce: [u8; 32],
+    commitment: [u8; 32],
+    share: EnvelopeContents,
+    recipient: String,
+}
+
+impl Forged<'_> {
+    fn request(&self) -> ApproveRequest {
+        let commitment = self.commitment;
+        let identity = self.by.open_identity();
+        let signature = identity.sign(&approval_message(
+            &self.signed_ceremony,
+            &self.signed_digest,
+            &self.nonce,
+            &commitment,
+        ));
+        let recipient = parse_age_recipient(&self.recipient).unwrap();
+        ApproveRequest {
+            ceremony_id: self.send_to.clone(),
+            custodian: self.by.name.clone(),
+            nonce: self.nonce.to_vec(),
+            commitment: commitment.to_vec(),
+            signature: signature.to_vec(),
+            sealed_share: envelope::seal(&self.share, &recipient).unwrap(),
+        }
+    }
+}
+
+/// An honest approval by `by` of ceremony `id`, with a fresh nonce.
+async fn honest<'a>(
+    setup: &Setup,
+    client: &mut RecoveryServiceClient<Channel>,
+    by: &'a Custodian,
+    id: &str,
+) -> Forged<'a> {
+    let current = summary(client, id).await;
+    Forged {
+        by,
+        send_to: id.to_owned(),
+        signed_ceremony: id.to_owned(),
+        signed_digest: current.request_digest.as_slice().try_into().unwrap(),
+        nonce: nonce(client, id, &by.name).await,
+        commitment: by.commitment(&setup.key_id),
+        share: by.contents(&setup.key_id),
+        recipient: current.ceremony_recipient,
+    }
+}
+
+/// Sends an approval expecting a refusal with `code` and every one of
+/// `needles` in its message.
+async fn refused(
+    client: &mut RecoveryServiceClient<Channel>,
+    request: ApproveRequest,
+    code: tonic::Code,
+    needles: &[&str],
+    what: &str,
+) {
+    let status = client
+        .approve(request)
+        .await
+        .expect_err(&format!("{what}: the approval was accepted"));
+    assert_eq!(status.code(), code, "{what}: {status:?}");
+    for needle in needles {
+        assert!(
+            status.message().contains(needle),
+            "{what}: message lacks {needle:?}: {}",
+            status.message()
+        );
+    }
+}
+
+// ----- the tests -----
+
+#[test]
+fn recovery_three_of_five_for_ten_thousand_targets_verifies_offline_and_in_the_audit_log() {
+    let setup = setup();
+    let request = request_file(setup.dir.path(), "0a1b2c", &[]);
+    let targets = manifest(setup.dir.path(), "targets.txt", 10_000);
+    let opened = setup.open(&request, Some(&targets), "24h");
+    let id = opened["ceremony_id"].as_str().unwrap().to_owned();
+    let digest = opened["request_digest"].as_str().unwrap().to_owned();
+    assert_eq!(digest.len(), 64);
+    assert_eq!(opened["state"], "open");
+    assert_eq!(opened["target_count"], 10_000);
+    assert_eq!(opened["approval_count"], 0);
+    assert_eq!(opened["key_id"], setup.key_id.as_str());
+
+    // What custodians review: the decoded request, the count, the digest.
+    let shown = ok(&setup.rkm(&["recovery", "show", &id]), "recovery show");
+    for expected in [
+        id.as_str(),
+        digest.as_str(),
+        "revoke-certificate",
+        "CN=Issuing CA 2, O=Grid",
+        "0a1b2c",
+        "10000 devices",
+        "INC-4711",
+        "approvals   0 of 3",
+    ] {
+        assert!(
+            shown.contains(expected),
+            "show lacks {expected:?}:\n{shown}"
+        );
+    }
+    let listed = json(
+        &setup.rkm(&["recovery", "list", "--output", "json"]),
+        "recovery list",
+    );
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["ceremony_id"] == id.as_str() && r["state"] == "open"),
+        "{listed}"
+    );
+
+    // Three custodians approve; the third completes the quorum.
+    let approver = &setup.custodians[0];
+    let output = approver.approve(&setup.daemon, &id);
+    let report = json(&output, "first approval");
+    assert_eq!(report["request_digest"], digest.as_str());
+    assert_eq!(report["quorum_reached"], false);
+    let review = text(&output.stderr);
+    assert!(
+        review.contains(&digest) && review.contains("10000"),
+        "the custodian is shown the digest and the count:\n{review}"
+    );
+    for i in [1, 2] {
+        let report = json(&setup.custodians[i].approve(&setup.daemon, &id), "approval");
+        assert_eq!(report["approval_count"], (i + 1) as u64);
+        assert_eq!(report["quorum_reached"], i == 2, "{report}");
+    }
+
+    // The artefact streams to disk while rkmd signs, and verifies offline.
+    let artefact = setup.dir.path().join("recovery.rkma");
+    let collected = setup.collect(&id, &artefact);
+    assert!(artefact.exists());
+    assert!(!setup.dir.path().join("recovery.rkma.partial").exists());
+    assert_eq!(
+        collected["bytes"].as_u64().unwrap(),
+        std::fs::metadata(&artefact).unwrap().len()
+    );
+    assert_eq!(collected["commands"], 10_000);
+    let completed = setup.show(&id);
+    assert_eq!(completed["state"], "completed");
+    assert_eq!(completed["signed_count"], 10_000);
+    let verified = json(
+        &setup.verify_artefact(&artefact, &["--output", "json"]),
+        "artefact verify",
+    );
+    assert_eq!(verified["verified"], true);
+    assert_eq!(verified["ceremony_id"], id.as_str());
+    assert_eq!(verified["target_count"], 10_000);
+    assert_eq!(verified["request_digest"], digest.as_str());
+    assert_eq!(verified["command_kind"], "revoke-certificate");
+    assert_eq!(
+        verified["approvers"],
+        serde_json::json!(["alice", "bob", "carol"])
+    );
+    let text_report = ok(&setup.verify_artefact(&artefact, &[]), "artefact verify");
+    assert!(
+        text_report.contains("The artefact verifies."),
+        "{text_report}"
+    );
+    let lines = std::fs::read_to_string(&artefact).unwrap();
+    assert!(lines.starts_with("rkm-artefact v1\nheader "));
+    assert!(lines.contains(" meter-0009999 "));
+    assert!(lines.ends_with("end 10000\n"));
+
+    // An interrupted collection resumes from FILE.partial.
+    let resumed = setup.dir.path().join("resumed.rkma");
+    let whole = std::fs::read(&artefact).unwrap();
+    std::fs::write(
+        setup.dir.path().join("resumed.rkma.partial"),
+        &whole[..whole.len() / 2],
+    )
+    .unwrap();
+    let report = setup.collect(&id, &resumed);
+    assert_eq!(report["resumed_from"], (whole.len() / 2) as u64);
+    assert_eq!(std::fs::read(&resumed).unwrap(), whole);
+    assert!(!setup.dir.path().join("resumed.rkma.partial").exists());
+
+    // A second collect refuses to overwrite the file.
+    fails(
+        &setup.rkm(&["recovery", "collect", &id, "-o", path(&artefact)]),
+        1,
+        &["already exists"],
+        "collect over an existing file",
+    );
+
+    // The audit log verifies and records the whole ceremony.
+    let audit_file = setup.dir.path().join("audit.rkmlog");
+    ok(
+        &setup.rkm(&[
+            "audit",
+            "fetch",
+            "-o",
+            path(&audit_file),
+            "--audit-key",
+            &setup.audit_key,
+        ]),
+        "audit fetch",
+    );
+    ok(
+        &setup.rkm(&[
+            "audit",
+            "verify",
+            path(&audit_file),
+            "--audit-key",
+            &setup.audit_key,
+        ]),
+        "audit verify",
+    );
+    let entries = json(
+        &setup.rkm(&[
+            "audit",
+            "show",
+            "--file",
+            path(&audit_file),
+            "--ceremony",
+            &id,
+            "--output",
+            "json",
+        ]),
+        "audit show --file",
+    );
+    let actions = actions(entries.as_array().unwrap());
+    assert_eq!(count(&actions, "recovery.open", "ok"), 1, "{actions:?}");
+    assert_eq!(count(&actions, "recovery.approve", "ok"), 3, "{actions:?}");
+    assert_eq!(count(&actions, "recovery.issue", "ok"), 1, "{actions:?}");
+    assert_eq!(count(&actions, "recovery.complete", "ok"), 1, "{actions:?}");
+    let approvers: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "recovery.approve")
+        .map(|e| e["actor"].as_str().unwrap())
+        .collect();
+    assert_eq!(approvers, ["alice", "bob", "carol"]);
+    let position = |action: &str| actions.iter().position(|(a, _)| a == action).unwrap();
+    assert!(position("recovery.open") < position("recovery.approve"));
+    assert!(position("recovery.issue") < position("recovery.complete"));
+}
+
+#[test]
+fn recovery_with_one_approval_short_of_the_quorum_signs_nothing() {
+    let setup = setup();
+    let id = setup.open_with_targets(5);
+    setup.approve_with(&id, &[0, 1]);
+    let shown = setup.show(&id);
+    assert_eq!(shown["state"], "open");
+    assert_eq!(shown["approval_count"], 2);
+    assert_eq!(shown["signed_count"], 0);
+    assert_eq!(shown["artefact_size"], 0);
+
+    let artefact = setup.dir.path().join("early.rkma");
+    fails(
+        &setup.rkm(&["recovery", "collect", &id, "-o", path(&artefact)]),
+        6,
+        &["is open", "no artefact"],
+        "collect before the quorum",
+    );
+    assert!(!artefact.exists());
+    assert!(!setup.dir.path().join("early.rkma.partial").exists());
+    let artefacts = setup.daemon.state_dir().join("artefacts");
+    let written: Vec<_> = std::fs::read_dir(&artefacts)
+        .map(|entries| entries.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(written.is_empty(), "rkmd wrote an artefact: {written:?}");
+
+    // Nothing was reconstituted: no quorum, issue or completion entry. (rkm
+    // status does not report the token's objects; rkmd's session objects are
+    // invisible to any other process, so the audit trail is what shows it.)
+    let actions = actions(&setup.audit_entries(&id));
+    assert_eq!(count(&actions, "recovery.approve", "ok"), 2, "{actions:?}");
+    for action in ["recovery.quorum", "recovery.issue", "recovery.complete"] {
+        assert!(
+            actions.iter().all(|(a, _)| a != action),
+            "{action} recorded with two approvals: {actions:?}"
+        );
+    }
+    assert_eq!(
+        setup.held_shares(&id),
+        [("alice".to_owned(), true), ("bob".to_owned(), true)]
+    );
+}
+
+#[test]
+fn recovery_refusals_are_audited_and_leave_honest_approvals_intact() {
+    let setup = setup();
+    let [alice, bob, carol, dave, erin] = &setup.custodians[..] else {
+        unreachable!()
+    };
+    let frank = Custodian::new(setup.dir.path(), "frank");
+    ok(
+        &setup.rkm(&["custodian", "enrol", path(&frank.card)]),
+        "enrol a custodian who is not on the key",
+    );
+    let id = setup.open_with_targets(4);
+    let other_request = request_file(setup.dir.path(), "ffee", &["meter-x1", "meter-x2"]);
+    let other = setup.open(&other_request, None, "1h")["ceremony_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut client = client(&setup.daemon).await;
+        use tonic::Code;
+
+        // alice approves with the CLI, bob at the gRPC level.
+        json(&alice.approve(&setup.daemon, &id), "alice approves");
+        let bob_approval = honest(&setup, &mut client, bob, &id).await.request();
+        client
+            .approve(bob_approval.clone())
+            .await
+            .expect("bob's approval");
+
+        // The same request sent twice.
+        refused(
+            &mut client,
+            bob_approval.clone(),
+            Code::FailedPrecondition,
+            &["\"bob\" has already approved"],
+            "replayed approval",
+        )
+        .await;
+
+        // carol reuses bob's spent nonce.
+        let mut reused = honest(&setup, &mut client, carol, &id).await;
+        reused.nonce = bob_approval.nonce.clone().try_into().unwrap();
+        refused(
+            &mut client,
+            reused.request(),
+            Code::PermissionDenied,
+            &["nonce was issued for", "\"bob\""],
+            "reused nonce",
+        )
+        .await;
+
+        // A nonce rkmd never issued.
+        let mut made_up = honest(&setup, &mut client, carol, &id).await;
+        made_up.nonce = [7; 32];
+        refused(
+            &mut client,
+            made_up.request(),
+            Code::PermissionDenied,
+            &["not issued by this rkmd"],
+            "made-up nonce",
+        )
+        .await;
+
+        // carol's approval of the other ceremony, sent to this one: once
+        // with the other ceremony's nonce, once with this one's.
+        let for_other = honest(&setup, &mut client, carol, &other).await;
+        let mut misdirected = honest(&setup, &mut client, carol, &other).await;
+        misdirected.send_to = id.clone();
+        refused(
+            &mut client,
+            misdirected.request(),
+            Code::PermissionDenied,
+            &["nonce was issued for ceremony", &other],
+            "approval with another ceremony's nonce",
+        )
+        .await;
+        let mut misdirected = honest(&setup, &mut client, carol, &id).await;
+        misdirected.signed_ceremony = other.clone();
+        misdirected.signed_digest = for_other.signed_digest;
+        refused(
+            &mut client,
+            misdirected.request(),
+            Code::PermissionDenied,
+            &["is not a signature by \"carol\""],
+            "approval signed for another ceremony",
+        )
+        .await;
+
+        // A changed request: carol signs another digest than rkmd's.
+        let mut changed = honest(&setup, &mut client, carol, &id).await;
+        changed.signed_digest = Sha256::digest(b"another request").into();
+        refused(
+            &mut client,
+            changed.request(),
+            Code::PermissionDenied,
+            &["is not a signature by \"carol\"", "if the request changed"],
+            "approval of a changed request",
+        )
+        .await;
+
+        // Shares that fail their commitment: bob's share sent by carol, and
+        // carol's own share modified. rkmd names carol.
+        let mut wrong_share = honest(&setup, &mut client, carol, &id).await;
+        wrong_share.share = bob.contents(&setup.key_id);
+        refused(
+            &mut client,
+            wrong_share.request(),
+            Code::InvalidArgument,
+            &["share submitted by \"carol\" fails its commitment"],
+            "another custodian's share",
+        )
+        .await;
+        let mut modified = honest(&setup, &mut client, carol, &id).await;
+        let mut y = *modified.share.share.expose_y();
+        y[0] ^= 1;
+        modified.share.share = Share::new(modified.share.share.x(), &y).unwrap();
+        refused(
+            &mut client,
+            modified.request(),
+            Code::InvalidArgument,
+            &["share submitted by \"carol\" fails its commitment"],
+            "a modified share",
+        )
+        .await;
+
+        // A custodian who is not on the key (the nonce is refused too).
+        let status = client
+            .get_approval_nonce(GetApprovalNonceRequest {
+                ceremony_id: id.clone(),
+                custodian: "frank".to_owned(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+        let mut foreign = honest(&setup, &mut client, carol, &id).await;
+        foreign.by = &frank;
+        refused(
+            &mut client,
+            foreign.request(),
+            Code::PermissionDenied,
+            &["\"frank\" is not a custodian of key"],
+            "foreign custodian",
+        )
+        .await;
+
+        // A disabled custodian, with the CLI.
+        ok(
+            &setup.rkm(&[
+                "custodian",
+                "disable",
+                "erin",
+                "--reason",
+                "left the company",
+            ]),
+            "custodian disable",
+        );
+        fails(
+            &erin.approve(&setup.daemon, &id),
+            4,
+            &["\"erin\" is disabled"],
+            "approval by a disabled custodian",
+        );
+
+        // Nothing of the refusals was kept; the honest approvals stand.
+        let current = summary(&mut client, &id).await;
+        let approvers: Vec<&str> = current
+            .approvals
+            .iter()
+            .map(|a| a.custodian.as_str())
+            .collect();
+        assert_eq!(approvers, ["alice", "bob"]);
+        assert_eq!(
+            setup.held_shares(&id),
+            [("alice".to_owned(), true), ("bob".to_owned(), true)]
+        );
+
+        // carol's honest approval completes the ceremony.
+        let report = json(&carol.approve(&setup.daemon, &id), "carol approves");
+        assert_eq!(report["quorum_reached"], true);
+        setup.wait_for_state(&id, "completed");
+        let artefact = setup.dir.path().join("after-refusals.rkma");
+        setup.collect(&id, &artefact);
+        ok(&setup.verify_artefact(&artefact, &[]), "artefact verify");
+
+        // Approvals after completion and after cancellation.
+        let late = Forged {
+            by: dave,
+            send_to: id.clone(),
+            signed_ceremony: id.clone(),
+            signed_digest: current.request_digest.as_slice().try_into().unwrap(),
+            nonce: [9; 32],
+            commitment: dave.commitment(&setup.key_id),
+            share: dave.contents(&setup.key_id),
+            recipient: current.ceremony_recipient.clone(),
+        };
+        refused(
+            &mut client,
+            late.request(),
+            Code::FailedPrecondition,
+            &["is completed; it takes no more approvals"],
+            "approval after completion",
+        )
+        .await;
+        fails(
+            &dave.approve(&setup.daemon, &id),
+            6,
+            &["is completed"],
+            "CLI approval after completion",
+        );
+        ok(
+            &setup.rkm(&["recovery", "cancel", &other, "--reason", "wrong serial"]),
+            "recovery cancel",
+        );
+        assert_eq!(setup.show(&other)["state"], "cancelled");
+        let mut cancelled = late;
+        cancelled.send_to = other.clone();
+        cancelled.signed_ceremony = other.clone();
+        cancelled.signed_digest = for_other.signed_digest;
+        refused(
+            &mut client,
+            cancelled.request(),
+            Code::FailedPrecondition,
+            &["is cancelled; it takes no more approvals"],
+            "approval after cancellation",
+        )
+        .await;
+        fails(
+            &dave.approve(&setup.daemon, &other),
+            6,
+            &["is cancelled"],
+            "CLI approval after cancellation",
+        );
+    });
+
+    // Each refusal is in the audit log, naming the custodian and why.
+    let expected = [
+        ("bob", "has already approved"),
+        ("carol", "nonce was issued for ceremony"),
+        ("carol", "not issued by this rkmd"),
+        ("carol", "is not a signature by"),
+        ("carol", "fails its commitment"),
+        ("frank", "is not a custodian of key"),
+        ("erin", "is disabled"),
+        ("dave", "is completed"),
+    ];
+    let refusals_of = |entries: &[Value]| -> Vec<(String, String)> {
+        entries
+            .iter()
+            .filter(|e| e["action"] == "recovery.approve" && e["outcome"] == "refused")
+            .map(|e| {
+                (
+                    e["details"]["custodian"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    e["details"]["reason"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+            .collect()
+    };
+    let found = |refusals: &[(String, String)], custodian: &str, reason: &str| {
+        refusals
+            .iter()
+            .any(|(c, r)| c == custodian && r.contains(reason))
+    };
+    let entries = setup.audit_entries_once(&id, |entries| {
+        let refusals = refusals_of(entries);
+        expected.iter().all(|(c, r)| found(&refusals, c, r))
+    });
+    let refusals = refusals_of(&entries);
+    for (custodian, reason) in expected {
+        assert!(
+            found(&refusals, custodian, reason),
+            "no refused entry for {custodian} with {reason:?}: {refusals:#?}"
+        );
+    }
+    assert!(refusals.len() >= 10, "{refusals:#?}");
+    let other_refusals = actions(&setup.audit_entries_once(&other, |entries| {
+        count(&actions(entries), "recovery.approve", "refused") >= 1
+    }));
+    assert_eq!(
+        count(&other_refusals, "recovery.approve", "refused"),
+        1,
+        "{other_refusals:?}"
+    );
+    assert_eq!(
+        count(&other_refusals, "recovery.cancel", "ok"),
+        1,
+        "{other_refusals:?}"
+    );
+    assert!(
+        setup.held_shares(&id).iter().all(|(_, held)| !held),
+        "the completed ceremony's held shares are destroyed"
+    );
+}
+
+#[test]
+fn recovery_survives_kill_nine_after_two_approvals_and_completes_with_the_third() {
+    let mut setup = setup();
+    let id = setup.open_with_targets(50);
+    setup.approve_with(&id, &[0, 1]);
+    let recipient_before = setup.show(&id)["ceremony_recipient"].clone();
+
+    setup.daemon.stop_with("KILL").unwrap();
+    setup.daemon.serve().unwrap();
+
+    let shown = setup.show(&id);
+    assert_eq!(shown["state"], "open");
+    assert_eq!(shown["approval_count"], 2, "no approval was lost: {shown}");
+    assert_ne!(
+        shown["ceremony_recipient"], recipient_before,
+        "the ceremony key is memory only and new after the restart"
+    );
+    assert_eq!(
+        setup.held_shares(&id),
+        [("alice".to_owned(), true), ("bob".to_owned(), true)]
+    );
+
+    let report = json(
+        &setup.custodians[2].approve(&setup.daemon, &id),
+        "third approval",
+    );
+    assert_eq!(report["approval_count"], 3);
+    assert_eq!(report["quorum_reached"], true);
+    let completed = setup.wait_for_state(&id, "completed");
+    assert_eq!(completed["signed_count"], 50);
+    let artefact = setup.dir.path().join("after-restart.rkma");
+    setup.collect(&id, &artefact);
+    let verified = json(
+        &setup.verify_artefact(&artefact, &["--output", "json"]),
+        "artefact verify",
+    );
+    assert_eq!(
+        verified["approvers"],
+        serde_json::json!(["alice", "bob", "carol"])
+    );
+    assert!(setup.held_shares(&id).iter().all(|(_, held)| !held));
+}
+
+#[test]
+fn recovery_expired_destroys_its_held_shares() {
+    let setup = setup();
+    let request = request_file(setup.dir.path(), "0a1b2c", &["meter-1", "meter-2"]);
+    let opened = setup.open(&request, None, "2s");
+    let id = opened["ceremony_id"].as_str().unwrap().to_owned();
+    json(
+        &setup.custodians[0].approve(&setup.daemon, &id),
+        "approval in time",
+    );
+    {
+        let db = setup.db();
+        let (state, held): (String, bool) = db
+            .query_row(
+                "SELECT c.state, a.held_share IS NOT NULL FROM approvals a JOIN ceremonies c ON c.id = a.ceremony_id WHERE a.ceremony_id = ?1",
+                [&id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert!(state != "open" || held, "an open ceremony holds the share");
+    }
+
+    // The sweeper expires it within a few seconds, with nobody looking.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (state, held): (String, i64) = setup
+            .db()
+            .query_row(
+                "SELECT c.state, (SELECT COUNT(*) FROM approvals a WHERE a.ceremony_id = c.id AND a.held_share IS NOT NULL) FROM ceremonies c WHERE c.id = ?1",
+                [&id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        if state == "expired" {
+            assert_eq!(held, 0, "an expired ceremony keeps no held share");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ceremony {id} did not expire: {state}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(setup.held_shares(&id), [("alice".to_owned(), false)]);
+    assert_eq!(setup.show(&id)["state"], "expired");
+    fails(
+        &setup.custodians[1].approve(&setup.daemon, &id),
+        6,
+        &["is expired"],
+        "approval after expiry",
+    );
+    let entries =
+        setup.audit_entries_once(&id, |e| e.iter().any(|e| e["action"] == "recovery.expire"));
+    let expire = entries
+        .iter()
+        .find(|e| e["action"] == "recovery.expire")
+        .expect("the expiry is audited");
+    assert_eq!(expire["details"]["held_shares"], "destroyed");
+}
+
+#[test]
+fn recovery_artefact_tampered_anywhere_fails_verification_naming_the_record() {
+    let setup = setup();
+    let id = setup.open_with_targets(20);
+    setup.approve_with(&id, &[0, 2, 4]);
+    let artefact = setup.dir.path().join("good.rkma");
+    setup.collect(&id, &artefact);
+    ok(
+        &setup.verify_artefact(&artefact, &[]),
+        "the untouched artefact verifies",
+    );
+    let original = std::fs::read(&artefact).unwrap();
+    let line_start = |n: usize| -> usize {
+        if n == 1 {
+            return 0;
+        }
+        original
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(n - 2)
+            .unwrap()
+            .0
+            + 1
+    };
+    let tampered = setup.dir.path().join("tampered.rkma");
+    let flip = |at: usize| {
+        let mut bytes = original.clone();
+        bytes[at] ^= 0x01;
+        std::fs::write(&tampered, bytes).unwrap();
+        setup.verify_artefact(&tampered, &[])
+    };
+
+    // Named positions: the magic, the header, a device id, a signature, a
+    // sequence number and the end line.
+    let s_line = 2 + 5; // the S line of sequence 4 is line 7
+    let end_line = 2 + 20 + 1;
+    let signature_at = line_start(s_line + 1) - 2;
+    let cases: [(&str, usize, Vec<String>); 6] = [
+        ("magic", 3, vec!["line 1".into()]),
+        ("header", line_start(2) + 500, vec!["line 2".into()]),
+        (
+            "device id",
+            line_start(s_line) + "S 4 meter-00000".len(),
+            vec![format!("line {s_line}")],
+        ),
+        (
+            "signature",
+            signature_at,
+            vec![format!(
+                "line {s_line} (sequence 4, device \"meter-0000004\")"
+            )],
+        ),
+        (
+            "sequence",
+            line_start(s_line) + 2,
+            vec![format!("line {s_line}")],
+        ),
+        (
+            "end line",
+            line_start(end_line) + 4,
+            vec![format!("line {end_line}")],
+        ),
+    ];
+    for (what, at, needles) in &cases {
+        let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+        let mut all = vec!["does not verify"];
+        all.extend(needles);
+        fails(&flip(*at), 7, &all, what);
+    }
+    let json_failure = flip(signature_at);
+    assert_eq!(json_failure.status.code(), Some(7));
+    let report: Value = serde_json::from_slice(
+        &setup
+            .verify_artefact(&tampered, &["--output", "json"])
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(report["verified"], false);
+    assert_eq!(report["line"], s_line as u64);
+
+    // One byte anywhere: a sweep across the whole bundle.
+    let step = original.len() / 40;
+    for at in (0..original.len()).step_by(step.max(1)) {
+        let output = flip(at);
+        assert_eq!(
+            output.status.code(),
+            Some(7),
+            "flipping byte {at} went unnoticed: {}",
+            text(&output.stdout)
+        );
+        assert!(
+            text(&output.stderr).contains("line "),
+            "{}",
+            text(&output.stderr)
+        );
+    }
+    let last = original.len() - 1;
+    fails(&flip(last), 7, &["line"], "the final newline");
+
+    // A truncated bundle is named as such.
+    std::fs::write(&tampered, &original[..line_start(end_line)]).unwrap();
+    fails(
+        &setup.verify_artefact(&tampered, &[]),
+        7,
+        &["truncated"],
+        "truncated",
+    );
+    // A key record that is not the audit key's is refused before the bundle.
+    let mut record =
+        std::fs::read_to_string(setup.custodians[0].key_record_file(&setup.key_id)).unwrap();
+    let at = record.find("\"signature\": \"").unwrap() + "\"signature\": \"".len();
+    let digit = if record.as_bytes()[at] == b'0' {
+        "1"
+    } else {
+        "0"
+    };
+    record.replace_range(at..at + 1, digit);
+    let bad_record = setup.dir.path().join("bad-record.json");
+    std::fs::write(&bad_record, record).unwrap();
+    fails(
+        &setup.rkm(&[
+            "artefact",
+            "verify",
+            path(&artefact),
+            "--key-record",
+            path(&bad_record),
+            "--audit-key",
+            &setup.audit_key,
+        ]),
+        7,
+        &["key record"],
+        "a bad key record",
+    );
+}
+
+#[test]
+fn recovery_leaves_no_share_or_kek_bytes_in_state_or_log() {
+    let setup = setup();
+    let shares = setup.shares();
+    let kek = shamir::combine(&shares[..3], 3).unwrap();
+    let record = setup.custodians[0].key_record(&setup.key_id);
+    assert!(kek_matches(&kek, &record.kek_check_value));
+    let mut secrets: Vec<(String, Vec<u8>)> = shares
+        .iter()
+        .zip(NAMES)
+        .map(|(share, name)| (format!("{name}'s share"), share.expose_y().to_vec()))
+        .collect();
+    secrets.push(("the KEK".to_owned(), kek.expose_secret().to_vec()));
+    let secrets: Vec<(&str, &[u8])> = secrets
+        .iter()
+        .map(|(what, bytes)| (what.as_str(), bytes.as_slice()))
+        .collect();
+
+    let id = setup.open_with_targets(10);
+    setup.approve_with(&id, &[1, 3]);
+    // Two shares are held (encrypted under the HSM's holding key).
+    assert_eq!(
+        setup.held_shares(&id),
+        [("bob".to_owned(), true), ("dave".to_owned(), true)]
+    );
+    assert_no_secret_bytes(&setup, &secrets, "while two shares are held");
+
+    json(
+        &setup.custodians[4].approve(&setup.daemon, &id),
+        "third approval",
+    );
+    setup.wait_for_state(&id, "completed");
+    let artefact = setup.dir.path().join("done.rkma");
+    setup.collect(&id, &artefact);
+    assert!(setup.held_shares(&id).iter().all(|(_, held)| !held));
+    assert_no_secret_bytes(&setup, &secrets, "after the ceremony");
+}
+
+#[test]
+fn recovery_open_refuses_a_bad_manifest_line_and_approve_without_a_terminal_needs_yes() {
+    let setup = setup();
+    let request = request_file(setup.dir.path(), "0a1b2c", &[]);
+
+    // A bad line deep in a large manifest: the whole request is refused,
+    // naming the line, and rkmd keeps nothing it had staged.
+    let bad = setup.dir.path().join("bad-manifest.txt");
+    let mut body = String::new();
+    for i in 0..200_000 {
+        body.push_str(&format!("meter-{i:07}\n"));
+    }
+    body.push_str("meter 200000\n");
+    std::fs::write(&bad, body).unwrap();
+    fails(
+        &setup.rkm(&[
+            "recovery",
+            "open",
+            "--key",
+            LABEL,
+            "--request",
+            path(&request),
+            "--targets",
+            path(&bad),
+            "--expires",
+            "1h",
+        ]),
+        1,
+        &[
+            "manifest line 200001",
+            "it contains a space",
+            "nothing was opened",
+        ],
+        "a bad manifest line",
+    );
+    let listed = json(
+        &setup.rkm(&["recovery", "list", "--output", "json"]),
+        "list",
+    );
+    assert_eq!(listed, serde_json::json!([]));
+    let staged: i64 = setup
+        .db()
+        .query_row("SELECT COUNT(*) FROM recovery_targets", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(staged, 0, "rkmd dropped the targets it had staged");
+
+    // An emergency is shown as one, with its justification.
+    let targets = manifest(setup.dir.path(), "targets.txt", 3);
+    let opened = json(
+        &setup.rkm(&[
+            "recovery",
+            "open",
+            "--key",
+            LABEL,
+            "--request",
+            path(&request),
+            "--targets",
+            path(&targets),
+            "--expires",
+            "1h",
+            "--emergency",
+            "--justification",
+            "CA 2 key seen in the wild",
+            "--output",
+            "json",
+        ]),
+        "emergency open",
+    );
+    assert!(
+        opened["description"]
+            .as_str()
+            .unwrap()
+            .contains("EMERGENCY:    CA 2 key seen in the wild"),
+        "{opened}"
+    );
+    assert_eq!(opened["request"]["emergency"], true);
+    fails(
+        &setup.rkm(&[
+            "recovery",
+            "open",
+            "--key",
+            LABEL,
+            "--request",
+            path(&request),
+            "--targets",
+            path(&targets),
+            "--expires",
+            "1h",
+            "--emergency",
+        ]),
+        2,
+        &["--justification"],
+        "an emergency without a justification",
+    );
+    let id = opened["ceremony_id"].as_str().unwrap();
+
+    // Without a terminal and without --yes, nothing is approved.
+    let alice = &setup.custodians[0];
+    let output = setup.rkm(&[
+        "recovery",
+        "approve",
+        id,
+        "--identity",
+        path(&alice.identity),
+        "--passphrase-file",
+        path(&alice.passphrase_file),
+        "--share-dir",
+        path(&alice.share_dir),
+    ]);
+    let stderr = fails(
+        &output,
+        1,
+        &["no terminal", "--yes"],
+        "approve without --yes",
+    );
+    assert!(
+        stderr.contains(opened["request_digest"].as_str().unwrap()),
+        "{stderr}"
+    );
+    assert_eq!(setup.show(id)["approval_count"], 0);
+}
