@@ -48,7 +48,9 @@ fn main() -> anyhow::Result<()> {
     }
     let entries = option("--entries", 5_000);
     let writers = option("--writers", 64);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(measure(entries, writers))
 }
 
@@ -64,7 +66,10 @@ async fn measure(entries: usize, writers: usize) -> anyhow::Result<()> {
         "Audit log appends, each durable (WAL, synchronous=FULL), {entries} entries from {writers} concurrent writers"
     );
     let mut baseline = None;
-    for (name, max_batch) in [("one fsync per entry (max_batch 1)", 1), ("group commit (max_batch 256)", 256)] {
+    for (name, max_batch) in [
+        ("one fsync per entry (max_batch 1)", 1),
+        ("group commit (max_batch 256)", 256),
+    ] {
         let state = tempfile::tempdir()?;
         let store = Store::open(state.path())?;
         let config = AuditConfig {
@@ -80,10 +85,10 @@ async fn measure(entries: usize, writers: usize) -> anyhow::Result<()> {
             let share = entries / writers + usize::from(writer < entries % writers);
             tasks.spawn(async move {
                 for n in 0..share {
-                    log.record(
-                        Event::ok("bench", "audit.note")
-                            .detail("message", format!("writer {writer} entry {n}: operator note of a typical length")),
-                    )
+                    log.record(Event::ok("bench", "audit.note").detail(
+                        "message",
+                        format!("writer {writer} entry {n}: operator note of a typical length"),
+                    ))
                     .await?;
                 }
                 Ok::<_, rkm_daemon::audit::AuditError>(())

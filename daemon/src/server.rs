@@ -78,7 +78,10 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
             settings.state_dir.join("artefacts"),
         ))),
     };
-    services.resume_signing().await.map_err(|e| DaemonError::Ceremony(Box::new(e)))?;
+    services
+        .resume_signing()
+        .await
+        .map_err(|e| DaemonError::Ceremony(Box::new(e)))?;
     let routes = routes(system, AuditApi { log: audit.clone() }, services.clone()).await;
 
     let socket_path = settings.socket_path();
@@ -191,7 +194,10 @@ async fn routes(system: SystemApi, audit: AuditApi, services: Services) -> Route
 
 /// Expires ceremonies whose time is up, once a second, so held shares and
 /// envelopes do not outlive their window even when nobody looks.
-fn spawn_expiry_sweeper(services: Services, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+fn spawn_expiry_sweeper(
+    services: Services,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::select! {

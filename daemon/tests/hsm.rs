@@ -200,17 +200,29 @@ async fn held_shares_round_trip_and_any_change_or_other_context_fails() {
         .hold(key, share.clone(), b"cer-1\0alice".to_vec())
         .await
         .unwrap();
-    assert!(!held.windows(16).any(|w| w == &share[..16]), "the plaintext shows through");
-    let released = hsm.release(again, held.clone(), b"cer-1\0alice".to_vec()).await.unwrap();
+    assert!(
+        !held.windows(16).any(|w| w == &share[..16]),
+        "the plaintext shows through"
+    );
+    let released = hsm
+        .release(again, held.clone(), b"cer-1\0alice".to_vec())
+        .await
+        .unwrap();
     assert_eq!(&released[..], &share[..]);
 
     let other_context = hsm.release(key, held.clone(), b"cer-1\0bob".to_vec()).await;
-    assert!(matches!(other_context, Err(HsmError::HeldDataInvalid)), "{other_context:?}");
+    assert!(
+        matches!(other_context, Err(HsmError::HeldDataInvalid)),
+        "{other_context:?}"
+    );
     for index in [0, 12, held.len() - 1] {
         let mut changed = held.clone();
         changed[index] ^= 0x01;
         let result = hsm.release(key, changed, b"cer-1\0alice".to_vec()).await;
-        assert!(matches!(result, Err(HsmError::HeldDataInvalid)), "byte {index}: {result:?}");
+        assert!(
+            matches!(result, Err(HsmError::HeldDataInvalid)),
+            "byte {index}: {result:?}"
+        );
     }
     // Only the persistent holding key is left as a token object.
     assert_eq!(hsm.count_objects().await.unwrap().token_objects, 1);

@@ -71,7 +71,10 @@ fn status_reports_token_and_audit_key_and_sigterm_stops_cleanly() {
     assert_eq!(status["token"]["label"], "rkm");
     assert_eq!(status["token"]["model"], "SoftHSM v2");
     assert_eq!(status["hsm_workers"], 2);
-    assert_eq!(status["hsm_session_objects"], 0, "no key material between ceremonies");
+    assert_eq!(
+        status["hsm_session_objects"], 0,
+        "no key material between ceremonies"
+    );
     assert_eq!(
         status["hsm_token_objects"], 4,
         "audit key pair, checkpoint, share holding key… and nothing else: {status}"

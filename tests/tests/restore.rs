@@ -54,33 +54,65 @@ fn ceremony(daemon: &Daemon, dir: &Path) -> Vec<Custodian> {
         std::fs::write(&passphrase_file, &passphrase).unwrap();
         let share_dir = dir.join(format!("{name}-shares"));
         let args = [
-            "custodian", "init", "--name", name,
-            "--identity", identity_file.to_str().unwrap(),
-            "--card", card.to_str().unwrap(),
-            "--passphrase-file", passphrase_file.to_str().unwrap(),
+            "custodian",
+            "init",
+            "--name",
+            name,
+            "--identity",
+            identity_file.to_str().unwrap(),
+            "--card",
+            card.to_str().unwrap(),
+            "--passphrase-file",
+            passphrase_file.to_str().unwrap(),
         ];
         ok(daemon.rkm(&args).unwrap(), "custodian init");
-        ok(daemon.rkm(&["custodian", "enrol", card.to_str().unwrap()]).unwrap(), "custodian enrol");
+        ok(
+            daemon
+                .rkm(&["custodian", "enrol", card.to_str().unwrap()])
+                .unwrap(),
+            "custodian enrol",
+        );
         custodians.push((name, identity_file, passphrase_file, passphrase, share_dir));
     }
     ok(
         daemon
-            .rkm(&["key", "create", "--label", "fleet-root", "--threshold", "3", "--custodians", &NAMES.join(",")])
+            .rkm(&[
+                "key",
+                "create",
+                "--label",
+                "fleet-root",
+                "--threshold",
+                "3",
+                "--custodians",
+                &NAMES.join(","),
+            ])
             .unwrap(),
         "key create",
     );
     custodians
         .into_iter()
-        .map(|(_, identity_file, passphrase_file, passphrase, share_dir)| {
-            let args = [
-                "share", "fetch", "--key", "fleet-root",
-                "--identity", identity_file.to_str().unwrap(),
-                "--passphrase-file", passphrase_file.to_str().unwrap(),
-                "--share-dir", share_dir.to_str().unwrap(),
-            ];
-            ok(daemon.rkm(&args).unwrap(), "share fetch");
-            Custodian { identity_file, passphrase, share_dir }
-        })
+        .map(
+            |(_, identity_file, passphrase_file, passphrase, share_dir)| {
+                let args = [
+                    "share",
+                    "fetch",
+                    "--key",
+                    "fleet-root",
+                    "--identity",
+                    identity_file.to_str().unwrap(),
+                    "--passphrase-file",
+                    passphrase_file.to_str().unwrap(),
+                    "--share-dir",
+                    share_dir.to_str().unwrap(),
+                ];
+                ok(daemon.rkm(&args).unwrap(), "share fetch");
+                Custodian {
+                    identity_file,
+                    passphrase,
+                    share_dir,
+                }
+            },
+        )
         .collect()
 }
 
@@ -98,8 +130,10 @@ fn held_share(custodian: &Custodian) -> (Share, SignedKeyRecord) {
     .unwrap();
     let sealed = std::fs::read(key_dir.join("share.age")).unwrap();
     let contents = envelope::open(&sealed, identity.age_identity()).unwrap();
-    let record = SignedKeyRecord::from_file(&std::fs::read_to_string(key_dir.join("key-record.json")).unwrap())
-        .unwrap();
+    let record = SignedKeyRecord::from_file(
+        &std::fs::read_to_string(key_dir.join("key-record.json")).unwrap(),
+    )
+    .unwrap();
     (contents.share, record)
 }
 
@@ -120,20 +154,33 @@ fn every_quorum_restores_the_key_into_another_hsm_and_no_smaller_set_does() {
     let files = tempfile::tempdir().unwrap();
     let custodians = ceremony(&daemon, files.path());
     let audit_key = {
-        let status = ok(daemon.rkm(&["status", "--output", "json"]).unwrap(), "status");
+        let status = ok(
+            daemon.rkm(&["status", "--output", "json"]).unwrap(),
+            "status",
+        );
         let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
         VerifierKey::parse(json["audit_key"]["verifier_key"].as_str().unwrap()).unwrap()
     };
     drop(daemon); // the daemon, its database and its HSM are gone from here on
 
     let held: Vec<(Share, SignedKeyRecord)> = custodians.iter().map(held_share).collect();
-    let record: KeyRecord = held[0].1.verify(&audit_key).expect("the key record copy verifies");
+    let record: KeyRecord = held[0]
+        .1
+        .verify(&audit_key)
+        .expect("the key record copy verifies");
     for (_, copy) in &held {
-        assert_eq!(copy.verify(&audit_key).unwrap(), record, "every custodian holds the same record");
+        assert_eq!(
+            copy.verify(&audit_key).unwrap(),
+            record,
+            "every custodian holds the same record"
+        );
     }
     let spki = VerifyingKey::from_public_key_der(&record.public_key_spki).unwrap();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let hsm = Hsm::open(HsmConfig {
         module: other.module().to_owned(),
         token_label: other.label().to_owned(),
@@ -148,9 +195,18 @@ fn every_quorum_restores_the_key_into_another_hsm_and_no_smaller_set_does() {
                 .map(|&i| Share::new(held[i].0.x(), held[i].0.expose_y()).unwrap())
                 .collect();
             let kek = shamir::combine(&shares, 3).unwrap();
-            assert!(kek_matches(&kek, &record.kek_check_value), "quorum {quorum:?}: KEK check value");
-            let kek_object = hsm.import_kek(KekBytes::from_bytes(kek.expose_secret())).await.unwrap();
-            let key = hsm.unwrap(kek_object, record.wrapped_key.clone()).await.unwrap();
+            assert!(
+                kek_matches(&kek, &record.kek_check_value),
+                "quorum {quorum:?}: KEK check value"
+            );
+            let kek_object = hsm
+                .import_kek(KekBytes::from_bytes(kek.expose_secret()))
+                .await
+                .unwrap();
+            let key = hsm
+                .unwrap(kek_object, record.wrapped_key.clone())
+                .await
+                .unwrap();
             let digest: [u8; 32] = Sha256::digest(format!("drill {quorum:?}")).into();
             let signature = hsm.sign_digest(key, digest).await.unwrap();
             spki.verify_prehash(&digest, &Signature::from_slice(&signature).unwrap())
@@ -163,12 +219,24 @@ fn every_quorum_restores_the_key_into_another_hsm_and_no_smaller_set_does() {
                 .iter()
                 .map(|&i| Share::new(held[i].0.x(), held[i].0.expose_y()).unwrap())
                 .collect();
-            assert!(shamir::combine(&shares, 3).is_err(), "two shares are not a quorum of three");
+            assert!(
+                shamir::combine(&shares, 3).is_err(),
+                "two shares are not a quorum of three"
+            );
             let wrong = shamir::combine(&shares, 2).unwrap();
-            assert!(!kek_matches(&wrong, &record.kek_check_value), "pair {pair:?} reconstituted the KEK");
-            let kek_object = hsm.import_kek(KekBytes::from_bytes(wrong.expose_secret())).await.unwrap();
+            assert!(
+                !kek_matches(&wrong, &record.kek_check_value),
+                "pair {pair:?} reconstituted the KEK"
+            );
+            let kek_object = hsm
+                .import_kek(KekBytes::from_bytes(wrong.expose_secret()))
+                .await
+                .unwrap();
             let unwrapped = hsm.unwrap(kek_object, record.wrapped_key.clone()).await;
-            assert!(matches!(unwrapped, Err(HsmError::UnwrapFailed)), "pair {pair:?}: {unwrapped:?}");
+            assert!(
+                matches!(unwrapped, Err(HsmError::UnwrapFailed)),
+                "pair {pair:?}: {unwrapped:?}"
+            );
             hsm.destroy(kek_object).await.unwrap();
         }
         assert_eq!(hsm.count_objects().await.unwrap().session_objects, 0);

@@ -63,7 +63,11 @@ impl CustodianService for CustodianApi {
         &self,
         _request: Request<ListCustodiansRequest>,
     ) -> Result<Response<ListCustodiansResponse>, Status> {
-        let custodians = self.services.list_custodians().await.map_err(ceremony_status)?;
+        let custodians = self
+            .services
+            .list_custodians()
+            .await
+            .map_err(ceremony_status)?;
         Ok(Response::new(ListCustodiansResponse {
             custodians: custodians.into_iter().map(to_proto).collect(),
         }))
@@ -110,7 +114,12 @@ impl CustodianService for CustodianApi {
         let request = request.into_inner();
         let notice = self
             .services
-            .acknowledge_notice(&peer, request.notice_id, request.custodian, request.signature)
+            .acknowledge_notice(
+                &peer,
+                request.notice_id,
+                request.custodian,
+                request.signature,
+            )
             .await
             .map_err(ceremony_status)?;
         Ok(Response::new(AcknowledgeNoticeResponse {

@@ -74,7 +74,10 @@ impl KeyService for KeyApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn get_key(&self, request: Request<GetKeyRequest>) -> Result<Response<GetKeyResponse>, Status> {
+    async fn get_key(
+        &self,
+        request: Request<GetKeyRequest>,
+    ) -> Result<Response<GetKeyResponse>, Status> {
         let key = self
             .services
             .get_key(request.into_inner().key)
@@ -86,7 +89,10 @@ impl KeyService for KeyApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn list_keys(&self, _request: Request<ListKeysRequest>) -> Result<Response<ListKeysResponse>, Status> {
+    async fn list_keys(
+        &self,
+        _request: Request<ListKeysRequest>,
+    ) -> Result<Response<ListKeysResponse>, Status> {
         let keys = self.services.list_keys().await.map_err(ceremony_status)?;
         Ok(Response::new(ListKeysResponse {
             keys: keys.into_iter().map(to_proto).collect(),
@@ -102,7 +108,13 @@ impl KeyService for KeyApi {
         let request = request.into_inner();
         let fetched = self
             .services
-            .fetch_envelope(&peer, request.key, request.custodian, request.unix_time, request.signature)
+            .fetch_envelope(
+                &peer,
+                request.key,
+                request.custodian,
+                request.unix_time,
+                request.signature,
+            )
             .await
             .map_err(ceremony_status)?;
         Ok(Response::new(FetchEnvelopeResponse {

@@ -87,7 +87,11 @@ impl RecoveryService for RecoveryApi {
             Some(OpenRecoveryRequest {
                 part: Some(Part::Header(header)),
             }) => header,
-            _ => return Err(Status::invalid_argument("the first message must be the request header")),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message must be the request header",
+                ));
+            }
         };
         let chunks = parts.map(|part| match part {
             Ok(OpenRecoveryRequest {
@@ -130,7 +134,10 @@ impl RecoveryService for RecoveryApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn get_recovery(&self, request: Request<GetRecoveryRequest>) -> Result<Response<GetRecoveryResponse>, Status> {
+    async fn get_recovery(
+        &self,
+        request: Request<GetRecoveryRequest>,
+    ) -> Result<Response<GetRecoveryResponse>, Status> {
         let summary = self
             .services
             .get_recovery(request.into_inner().ceremony_id)
@@ -146,7 +153,11 @@ impl RecoveryService for RecoveryApi {
         &self,
         _request: Request<ListRecoveriesRequest>,
     ) -> Result<Response<ListRecoveriesResponse>, Status> {
-        let all = self.services.list_recoveries().await.map_err(ceremony_status)?;
+        let all = self
+            .services
+            .list_recoveries()
+            .await
+            .map_err(ceremony_status)?;
         Ok(Response::new(ListRecoveriesResponse {
             recoveries: all.into_iter().map(to_proto).collect(),
         }))
@@ -181,11 +192,17 @@ impl RecoveryService for RecoveryApi {
             .approval_nonce(&peer, request.ceremony_id, request.custodian)
             .await
             .map_err(ceremony_status)?;
-        Ok(Response::new(GetApprovalNonceResponse { nonce, expires_at }))
+        Ok(Response::new(GetApprovalNonceResponse {
+            nonce,
+            expires_at,
+        }))
     }
 
     #[tracing::instrument(skip_all)]
-    async fn approve(&self, request: Request<ApproveRequest>) -> Result<Response<ApproveResponse>, Status> {
+    async fn approve(
+        &self,
+        request: Request<ApproveRequest>,
+    ) -> Result<Response<ApproveResponse>, Status> {
         let peer = peer_actor(&request);
         let request = request.into_inner();
         let summary = self
@@ -227,11 +244,18 @@ impl RecoveryService for RecoveryApi {
                     "ceremony {} is {}: there is no artefact{}",
                     summary.ceremony_id,
                     other.as_str(),
-                    if other == S::Failed { format!(" ({})", summary.failure) } else { String::new() }
+                    if other == S::Failed {
+                        format!(" ({})", summary.failure)
+                    } else {
+                        String::new()
+                    }
                 )));
             }
         }
-        let path = self.services.artefact_path(&summary.ceremony_id).map_err(ceremony_status)?;
+        let path = self
+            .services
+            .artefact_path(&summary.ceremony_id)
+            .map_err(ceremony_status)?;
         let services = self.services.clone();
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
@@ -248,7 +272,10 @@ impl RecoveryService for RecoveryApi {
                 let complete = summary.state == S::Completed;
                 if matches!(summary.state, S::Failed | S::Cancelled | S::Expired) {
                     let _ = sender
-                        .send(Err(Status::failed_precondition(format!("signing failed: {}", summary.failure))))
+                        .send(Err(Status::failed_precondition(format!(
+                            "signing failed: {}",
+                            summary.failure
+                        ))))
                         .await;
                     return;
                 }
@@ -257,7 +284,11 @@ impl RecoveryService for RecoveryApi {
                     Err(error) if error.kind() == std::io::ErrorKind::NotFound && !complete => 0,
                     Err(error) => {
                         tracing::error!(%error, "reading an artefact");
-                        let _ = sender.send(Err(Status::internal("the artefact cannot be read; see the rkmd log"))).await;
+                        let _ = sender
+                            .send(Err(Status::internal(
+                                "the artefact cannot be read; see the rkmd log",
+                            )))
+                            .await;
                         return;
                     }
                 };
@@ -278,7 +309,9 @@ impl RecoveryService for RecoveryApi {
                 }
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(receiver),
+        )))
     }
 }
 

@@ -27,7 +27,11 @@ fn row_to_custodian(row: &rusqlite::Row<'_>) -> rusqlite::Result<Custodian> {
     Ok(Custodian {
         name: row.get(0)?,
         ed25519_public_key: key.try_into().map_err(|_| {
-            rusqlite::Error::InvalidColumnType(1, "ed25519_public_key".into(), rusqlite::types::Type::Blob)
+            rusqlite::Error::InvalidColumnType(
+                1,
+                "ed25519_public_key".into(),
+                rusqlite::types::Type::Blob,
+            )
         })?,
         age_recipient: row.get(2)?,
         fingerprint: row.get(3)?,
@@ -54,12 +58,18 @@ impl Services {
     /// # Errors
     /// A malformed card, or a name, signing key or age recipient that another
     /// custodian already has.
-    pub async fn enrol_custodian(&self, actor: &str, card_text: String) -> Result<Custodian, CeremonyError> {
+    pub async fn enrol_custodian(
+        &self,
+        actor: &str,
+        card_text: String,
+    ) -> Result<Custodian, CeremonyError> {
         let event = Event::ok(actor, "custodian.enrol");
         let card = match CustodianCard::parse(&card_text) {
             Ok(card) => card,
             Err(error) => {
-                let error = CeremonyError::InvalidArgument(format!("the custodian card is not valid: {error}"));
+                let error = CeremonyError::InvalidArgument(format!(
+                    "the custodian card is not valid: {error}"
+                ));
                 return self.refuse(event, error).await;
             }
         };
@@ -133,8 +143,8 @@ impl Services {
         Ok(self
             .store
             .with(|connection| {
-                let mut statement =
-                    connection.prepare(&format!("SELECT {COLUMNS} FROM custodians ORDER BY name"))?;
+                let mut statement = connection
+                    .prepare(&format!("SELECT {COLUMNS} FROM custodians ORDER BY name"))?;
                 let rows = statement.query_map([], row_to_custodian)?;
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
@@ -156,13 +166,19 @@ impl Services {
             .detail("custodian", name.clone())
             .detail("disable_reason", reason.clone());
         if reason.trim().is_empty() {
-            let error = CeremonyError::InvalidArgument("say why the custodian is disabled (--reason)".to_owned());
+            let error = CeremonyError::InvalidArgument(
+                "say why the custodian is disabled (--reason)".to_owned(),
+            );
             return self.refuse(event, error).await;
         }
         let lookup = name.clone();
         let existing = self.store.with(move |c| Ok(load(c, &lookup)?)).await?;
         let Some(mut custodian) = existing else {
-            let error = CeremonyError::not_found("custodian", name, "; `rkm custodian list` shows who is enrolled");
+            let error = CeremonyError::not_found(
+                "custodian",
+                name,
+                "; `rkm custodian list` shows who is enrolled",
+            );
             return self.refuse(event, error).await;
         };
         if !custodian.enabled {

@@ -11,7 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rkm_proto::commitment::share_commitment;
 use rkm_proto::envelope::{EnvelopeContents, seal};
 use rkm_proto::key_record::{KeyCustodian, KeyRecord, SignedKeyRecord, key_id_for};
-use rkm_proto::messages::{envelope_fetch_message, share_receipt_message, verify_custodian_signature};
+use rkm_proto::messages::{
+    envelope_fetch_message, share_receipt_message, verify_custodian_signature,
+};
 use rkm_proto::secret::Kek;
 use rkm_proto::shamir::{self, Threshold};
 use rusqlite::{OptionalExtension as _, params};
@@ -43,7 +45,11 @@ impl KeyState {
     }
 
     fn parse(text: &str) -> Self {
-        if text == "active" { KeyState::Active } else { KeyState::AwaitingReceipts }
+        if text == "active" {
+            KeyState::Active
+        } else {
+            KeyState::AwaitingReceipts
+        }
     }
 }
 
@@ -97,7 +103,9 @@ fn valid_label(label: &str) -> bool {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Reads a key summary by label or key id.
@@ -155,7 +163,11 @@ impl Services {
     /// Invalid label or threshold, unknown, disabled or duplicate custodians,
     /// a label in use, a public key equal to an existing key's, or HSM/store
     /// failures; each refusal is audited and leaves nothing behind.
-    pub async fn create_key(&self, actor: &str, request: KeyRequest) -> Result<KeySummary, CeremonyError> {
+    pub async fn create_key(
+        &self,
+        actor: &str,
+        request: KeyRequest,
+    ) -> Result<KeySummary, CeremonyError> {
         let event = Event::ok(actor, "key.create")
             .detail("label", request.label.clone())
             .detail("threshold", request.threshold.to_string())
@@ -193,14 +205,18 @@ impl Services {
                 request.label,
                 humantime::format_rfc3339_seconds(SystemTime::now() + RECEIPT_WINDOW)
             );
-            self.send_notice(actor, &ceremony_id, &member.name, text).await?;
+            self.send_notice(actor, &ceremony_id, &member.name, text)
+                .await?;
         }
         self.audit.checkpoint().await?;
         self.get_key(key_id).await
     }
 
     /// Validates the request against the enrolled custodians.
-    async fn check_key_request(&self, request: &KeyRequest) -> Result<(Vec<Custodian>, Threshold), CeremonyError> {
+    async fn check_key_request(
+        &self,
+        request: &KeyRequest,
+    ) -> Result<(Vec<Custodian>, Threshold), CeremonyError> {
         if !valid_label(&request.label) {
             return Err(CeremonyError::InvalidArgument(format!(
                 "label {:?} is not valid: use 1 to 64 letters, digits, '-', '_' or '.', not starting with \"rk-\" (key ids do)",
@@ -253,7 +269,11 @@ impl Services {
                     .map(|name| Ok((name.clone(), custodians::load(connection, name)?)))
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 let taken: Option<String> = connection
-                    .query_row("SELECT key_id FROM keys WHERE label = ?1", [&label], |row| row.get(0))
+                    .query_row(
+                        "SELECT key_id FROM keys WHERE label = ?1",
+                        [&label],
+                        |row| row.get(0),
+                    )
                     .optional()?;
                 Ok((members, taken))
             })
@@ -289,7 +309,8 @@ impl Services {
     async fn open_ceremony(&self, actor: &str, label: &str) -> Result<String, CeremonyError> {
         let ceremony_id = self.new_id("cer").await?;
         let opened_at = now();
-        let expires_at = humantime::format_rfc3339_seconds(SystemTime::now() + RECEIPT_WINDOW).to_string();
+        let expires_at =
+            humantime::format_rfc3339_seconds(SystemTime::now() + RECEIPT_WINDOW).to_string();
         let event = Event::ok(actor, "ceremony.open")
             .subject(ceremony_id.clone())
             .detail("kind", "key-generation")
@@ -368,9 +389,13 @@ impl Services {
         for ((member, share), salt) in members.iter().zip(shares).zip(salts.chunks_exact(32)) {
             let salt: [u8; 32] = salt.try_into().expect("32 bytes");
             let commitment = share_commitment(&key_id, &share, &salt);
-            let recipient = age::x25519::Recipient::from_str(&member.age_recipient).map_err(|e| {
-                CeremonyError::Internal(format!("custodian {:?} has an unusable age recipient: {e}", member.name))
-            })?;
+            let recipient =
+                age::x25519::Recipient::from_str(&member.age_recipient).map_err(|e| {
+                    CeremonyError::Internal(format!(
+                        "custodian {:?} has an unusable age recipient: {e}",
+                        member.name
+                    ))
+                })?;
             custodians.push(KeyCustodian {
                 name: member.name.clone(),
                 ed25519_public_key: member.ed25519_public_key,
@@ -385,8 +410,12 @@ impl Services {
                 share,
                 salt,
             };
-            let envelope = seal(&contents, &recipient)
-                .map_err(|e| CeremonyError::Internal(format!("sealing the share of {:?} failed: {e}", member.name)))?;
+            let envelope = seal(&contents, &recipient).map_err(|e| {
+                CeremonyError::Internal(format!(
+                    "sealing the share of {:?} failed: {e}",
+                    member.name
+                ))
+            })?;
             envelopes.push((member.name.clone(), envelope));
         }
         let record = KeyRecord {
@@ -411,24 +440,44 @@ impl Services {
             signature,
             audit_verifier_key: self.audit.verifier().to_string(),
         };
-        Ok(Generated { record, signed, envelopes })
+        Ok(Generated {
+            record,
+            signed,
+            envelopes,
+        })
     }
 
     /// Stores the key, its custodians' commitments and envelopes, in one
     /// audited transaction; refuses a public key that an existing key has.
-    async fn store_key(&self, event: Event, ceremony_id: &str, generated: Generated) -> Result<String, CeremonyError> {
-        let Generated { record, signed, envelopes } = generated;
+    async fn store_key(
+        &self,
+        event: Event,
+        ceremony_id: &str,
+        generated: Generated,
+    ) -> Result<String, CeremonyError> {
+        let Generated {
+            record,
+            signed,
+            envelopes,
+        } = generated;
         let event = event
             .subject(record.key_id.clone())
             .detail("ceremony_id", ceremony_id)
             .detail("key_id", record.key_id.clone())
-            .detail("public_key_fingerprint", rkm_proto::fingerprint::fingerprint(&record.public_key_spki));
+            .detail(
+                "public_key_fingerprint",
+                rkm_proto::fingerprint::fingerprint(&record.public_key_spki),
+            );
         let duplicate_spki = record.public_key_spki.clone();
         let duplicate: Option<String> = self
             .store
             .with(move |connection| {
                 Ok(connection
-                    .query_row("SELECT key_id FROM keys WHERE public_key_spki = ?1", [&duplicate_spki], |row| row.get(0))
+                    .query_row(
+                        "SELECT key_id FROM keys WHERE public_key_spki = ?1",
+                        [&duplicate_spki],
+                        |row| row.get(0),
+                    )
                     .optional()?)
             })
             .await?;
@@ -485,7 +534,13 @@ impl Services {
         let id = ceremony_id.to_owned();
         let (state, expires_at): (String, String) = self
             .store
-            .with(move |c| Ok(c.query_row("SELECT state, expires_at FROM ceremonies WHERE id = ?1", [id], |row| Ok((row.get(0)?, row.get(1)?)))?))
+            .with(move |c| {
+                Ok(c.query_row(
+                    "SELECT state, expires_at FROM ceremonies WHERE id = ?1",
+                    [id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )?)
+            })
             .await?;
         if state == "expired" || expires_at <= now() {
             self.expire_key_generations().await;
@@ -525,10 +580,16 @@ impl Services {
                 .audit
                 .record_with(event, move |connection| {
                     connection
-                        .execute("UPDATE ceremonies SET state = 'expired', closed_at = ?2 WHERE id = ?1", params![id, now()])
+                        .execute(
+                            "UPDATE ceremonies SET state = 'expired', closed_at = ?2 WHERE id = ?1",
+                            params![id, now()],
+                        )
                         .map_err(crate::store::StoreError::from)?;
                     connection
-                        .execute("UPDATE key_custodians SET envelope = NULL WHERE key_id = ?1", [key_id])
+                        .execute(
+                            "UPDATE key_custodians SET envelope = NULL WHERE key_id = ?1",
+                            [key_id],
+                        )
                         .map_err(crate::store::StoreError::from)?;
                     Ok(())
                 })
@@ -616,7 +677,9 @@ impl Services {
             return self.refuse(event, error).await;
         };
         let message = envelope_fetch_message(&summary.key_id, &custodian, unix_time);
-        if let Err(error) = verify_custodian_signature(&holder.ed25519_public_key, &message, &signature) {
+        if let Err(error) =
+            verify_custodian_signature(&holder.ed25519_public_key, &message, &signature)
+        {
             let error = CeremonyError::PermissionDenied(format!(
                 "the request is not signed by custodian {custodian:?}'s identity: {error}"
             ));
@@ -628,7 +691,10 @@ impl Services {
             ));
             return self.refuse(event, error).await;
         }
-        let event = Event { actor: custodian.clone(), ..event };
+        let event = Event {
+            actor: custodian.clone(),
+            ..event
+        };
         let Some(envelope) = envelope else {
             let error = CeremonyError::FailedPrecondition(format!(
                 "{custodian:?} already confirmed their share of key {}; the envelope was deleted. Use the share stored by `rkm share fetch`",
@@ -665,8 +731,14 @@ impl Services {
             Ok(summary) => summary,
             Err(error) => return self.refuse(event, error).await,
         };
-        let event = event.subject(summary.key_id.clone()).detail("ceremony_id", summary.ceremony_id.clone());
-        let (key_id, name, ceremony) = (summary.key_id.clone(), custodian.clone(), summary.ceremony_id.clone());
+        let event = event
+            .subject(summary.key_id.clone())
+            .detail("ceremony_id", summary.ceremony_id.clone());
+        let (key_id, name, ceremony) = (
+            summary.key_id.clone(),
+            custodian.clone(),
+            summary.ceremony_id.clone(),
+        );
         let (holder, slot, expires_at) = self
             .store
             .with(move |connection| {
@@ -697,13 +769,18 @@ impl Services {
             .try_into()
             .map_err(|_| CeremonyError::Internal("stored commitment is not 32 bytes".to_owned()))?;
         let message = share_receipt_message(&summary.key_id, &custodian, x, &commitment);
-        if let Err(error) = verify_custodian_signature(&holder.ed25519_public_key, &message, &signature) {
+        if let Err(error) =
+            verify_custodian_signature(&holder.ed25519_public_key, &message, &signature)
+        {
             let error = CeremonyError::PermissionDenied(format!(
                 "the receipt is not signed by custodian {custodian:?}'s identity over their share's commitment: {error}"
             ));
             return self.refuse(event, error).await;
         }
-        let event = Event { actor: custodian.clone(), ..event };
+        let event = Event {
+            actor: custodian.clone(),
+            ..event
+        };
         if !received_at.is_empty() {
             let error = CeremonyError::FailedPrecondition(format!(
                 "{custodian:?} already sent a receipt for key {} at {received_at}",
@@ -715,7 +792,11 @@ impl Services {
         if let Err(error) = self.check_not_expired(&summary.ceremony_id).await {
             return self.refuse(event, error).await;
         }
-        let (key_id, name, ceremony) = (summary.key_id.clone(), custodian.clone(), summary.ceremony_id.clone());
+        let (key_id, name, ceremony) = (
+            summary.key_id.clone(),
+            custodian.clone(),
+            summary.ceremony_id.clone(),
+        );
         let (_, completed) = self
             .audit
             .record_with(event, move |connection| {

@@ -119,7 +119,8 @@ impl Services {
             })
             .await?;
         let Some(mut notice) = notice else {
-            let error = CeremonyError::not_found("notice", notice_id, "; `rkm notice list` shows yours");
+            let error =
+                CeremonyError::not_found("notice", notice_id, "; `rkm notice list` shows yours");
             return self.refuse(event, error).await;
         };
         let event = event.subject(notice.ceremony_id.clone());
@@ -135,13 +136,18 @@ impl Services {
             return self.refuse(event, error).await;
         };
         let message = notice_ack_message(&notice_id, &custodian);
-        if let Err(error) = verify_custodian_signature(&holder.ed25519_public_key, &message, &signature) {
+        if let Err(error) =
+            verify_custodian_signature(&holder.ed25519_public_key, &message, &signature)
+        {
             let error = CeremonyError::PermissionDenied(format!(
                 "the acknowledgement is not signed by custodian {custodian:?}'s identity: {error}"
             ));
             return self.refuse(event, error).await;
         }
-        let event = Event { actor: custodian.clone(), ..event };
+        let event = Event {
+            actor: custodian.clone(),
+            ..event
+        };
         if !notice.acknowledged_at.is_empty() {
             let error = CeremonyError::FailedPrecondition(format!(
                 "notice {notice_id} was already acknowledged at {}",

@@ -68,13 +68,21 @@ impl RecoveryRuntime {
             .to_string()
     }
 
-    fn open_sealed(&self, ceremony_id: &str, sealed: &[u8]) -> Option<Result<envelope::EnvelopeContents, envelope::EnvelopeError>> {
+    fn open_sealed(
+        &self,
+        ceremony_id: &str,
+        sealed: &[u8],
+    ) -> Option<Result<envelope::EnvelopeContents, envelope::EnvelopeError>> {
         let keys = self.ceremony_keys.lock().unwrap_or_else(|e| e.into_inner());
-        keys.get(ceremony_id).map(|identity| envelope::open(sealed, identity))
+        keys.get(ceremony_id)
+            .map(|identity| envelope::open(sealed, identity))
     }
 
     pub fn forget(&self, ceremony_id: &str) {
-        self.ceremony_keys.lock().unwrap_or_else(|e| e.into_inner()).remove(ceremony_id);
+        self.ceremony_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(ceremony_id);
     }
 }
 
@@ -155,7 +163,10 @@ pub struct RecoverySummary {
 }
 
 /// Reads a recovery ceremony.
-pub fn load_recovery(connection: &rusqlite::Connection, ceremony_id: &str) -> rusqlite::Result<Option<RecoverySummary>> {
+pub fn load_recovery(
+    connection: &rusqlite::Connection,
+    ceremony_id: &str,
+) -> rusqlite::Result<Option<RecoverySummary>> {
     let Some(mut summary) = connection
         .query_row(
             "SELECT r.ceremony_id, r.key_id, k.label, c.state, r.canonical_request, r.request_digest,
@@ -223,9 +234,9 @@ fn rfc3339_after(duration: Duration) -> String {
 
 impl Services {
     fn recovery_runtime(&self) -> Result<&RecoveryRuntime, CeremonyError> {
-        self.recovery
-            .as_deref()
-            .ok_or_else(|| CeremonyError::Internal("recovery ceremonies are not available".to_owned()))
+        self.recovery.as_deref().ok_or_else(|| {
+            CeremonyError::Internal("recovery ceremonies are not available".to_owned())
+        })
     }
 
     /// The key record of `key_id`, verified with this daemon's audit key.
@@ -244,7 +255,12 @@ impl Services {
     /// # Errors
     /// Unknown or inactive key, a malformed request or manifest, no targets,
     /// an emergency without justification, or a bad expiry.
-    pub async fn open_recovery<S>(&self, actor: &str, request: OpenRequest, manifest: S) -> Result<RecoverySummary, CeremonyError>
+    pub async fn open_recovery<S>(
+        &self,
+        actor: &str,
+        request: OpenRequest,
+        manifest: S,
+    ) -> Result<RecoverySummary, CeremonyError>
     where
         S: Stream<Item = Result<Vec<u8>, CeremonyError>> + Unpin + Send,
     {
@@ -303,7 +319,11 @@ impl Services {
         }
         let runtime = self.recovery_runtime()?;
         runtime.recipient(&ceremony_id);
-        let urgency = if request.emergency { "EMERGENCY recovery" } else { "Recovery" };
+        let urgency = if request.emergency {
+            "EMERGENCY recovery"
+        } else {
+            "Recovery"
+        };
         for custodian in &key.receipts {
             let text = format!(
                 "{urgency} ceremony {ceremony_id} asks recovery key {:?} to sign {} command(s); request digest {}. Review it with `rkm recovery show {ceremony_id}` and approve with `rkm recovery approve {ceremony_id}` before {expires_at}.",
@@ -311,7 +331,8 @@ impl Services {
                 canonical.targets.count,
                 hex::encode(digest)
             );
-            self.send_notice(actor, &ceremony_id, &custodian.custodian, text).await?;
+            self.send_notice(actor, &ceremony_id, &custodian.custodian, text)
+                .await?;
         }
         self.audit.checkpoint().await?;
         self.get_recovery(ceremony_id).await
@@ -329,7 +350,12 @@ impl Services {
     {
         let key = self.get_key(request.key.clone()).await?;
         if key.state != super::keygen::KeyState::Active {
-            let missing: Vec<_> = key.receipts.iter().filter(|r| r.received_at.is_none()).map(|r| r.custodian.as_str()).collect();
+            let missing: Vec<_> = key
+                .receipts
+                .iter()
+                .filter(|r| r.received_at.is_none())
+                .map(|r| r.custodian.as_str())
+                .collect();
             return Err(CeremonyError::FailedPrecondition(format!(
                 "key {:?} is not active yet: {} have not confirmed their shares",
                 key.label,
@@ -346,8 +372,9 @@ impl Services {
                 "an emergency ceremony needs a justification (--justification)".to_owned(),
             ));
         }
-        let parsed = RecoveryRequest::from_toml(&request.request_toml)
-            .map_err(|e| CeremonyError::InvalidArgument(format!("the request file is not valid: {e}")))?;
+        let parsed = RecoveryRequest::from_toml(&request.request_toml).map_err(|e| {
+            CeremonyError::InvalidArgument(format!("the request file is not valid: {e}"))
+        })?;
         let mut hasher = TargetsHasher::new();
         let mut batch: Vec<String> = Vec::with_capacity(TARGET_BATCH);
         let mut sequence: u64 = 0;
@@ -360,9 +387,13 @@ impl Services {
         let mut splitter = ManifestSplitter::new();
         loop {
             if batch.len() >= TARGET_BATCH {
-                sequence = self.store_targets(ceremony_id, sequence, std::mem::take(&mut batch)).await?;
+                sequence = self
+                    .store_targets(ceremony_id, sequence, std::mem::take(&mut batch))
+                    .await?;
             }
-            let Some(chunk) = manifest.next().await else { break };
+            let Some(chunk) = manifest.next().await else {
+                break;
+            };
             let mut lines = Vec::new();
             splitter
                 .push(&chunk?, &mut lines)
@@ -403,7 +434,12 @@ impl Services {
         Ok((key, canonical))
     }
 
-    async fn store_targets(&self, ceremony_id: &str, first: u64, targets: Vec<String>) -> Result<u64, CeremonyError> {
+    async fn store_targets(
+        &self,
+        ceremony_id: &str,
+        first: u64,
+        targets: Vec<String>,
+    ) -> Result<u64, CeremonyError> {
         let id = ceremony_id.to_owned();
         Ok(self
             .store
@@ -429,7 +465,9 @@ impl Services {
         let id = ceremony_id.to_owned();
         if let Err(error) = self
             .store
-            .with(move |c| Ok(c.execute("DELETE FROM recovery_targets WHERE ceremony_id = ?1", [id])?))
+            .with(move |c| {
+                Ok(c.execute("DELETE FROM recovery_targets WHERE ceremony_id = ?1", [id])?)
+            })
             .await
         {
             tracing::error!(%error, "could not remove the targets of a refused recovery request");
@@ -440,14 +478,23 @@ impl Services {
     ///
     /// # Errors
     /// No such ceremony.
-    pub async fn get_recovery(&self, ceremony_id: String) -> Result<RecoverySummary, CeremonyError> {
+    pub async fn get_recovery(
+        &self,
+        ceremony_id: String,
+    ) -> Result<RecoverySummary, CeremonyError> {
         self.expire_due().await;
         let lookup = ceremony_id.clone();
         let mut summary = self
             .store
             .with(move |c| Ok(load_recovery(c, &lookup)?))
             .await?
-            .ok_or_else(|| CeremonyError::not_found("recovery ceremony", ceremony_id, "; `rkm recovery list` shows them"))?;
+            .ok_or_else(|| {
+                CeremonyError::not_found(
+                    "recovery ceremony",
+                    ceremony_id,
+                    "; `rkm recovery list` shows them",
+                )
+            })?;
         if summary.state == RecoveryState::Open {
             summary.ceremony_recipient = self.recovery_runtime()?.recipient(&summary.ceremony_id);
         }
@@ -478,8 +525,18 @@ impl Services {
 
     /// Closes an open ceremony as `state` (cancelled or expired), destroying
     /// the held shares in the same transaction as the audit entry.
-    async fn close_open(&self, actor: &str, ceremony_id: &str, state: RecoveryState, reason: &str) -> Result<(), CeremonyError> {
-        let action = if state == RecoveryState::Cancelled { "recovery.cancel" } else { "recovery.expire" };
+    async fn close_open(
+        &self,
+        actor: &str,
+        ceremony_id: &str,
+        state: RecoveryState,
+        reason: &str,
+    ) -> Result<(), CeremonyError> {
+        let action = if state == RecoveryState::Cancelled {
+            "recovery.cancel"
+        } else {
+            "recovery.expire"
+        };
         let event = Event::ok(actor, action)
             .subject(ceremony_id)
             .detail("reason", reason)
@@ -531,7 +588,15 @@ impl Services {
             }
         };
         for id in due {
-            if let Err(error) = self.close_open("rkmd", &id, RecoveryState::Expired, "the approval window ended").await {
+            if let Err(error) = self
+                .close_open(
+                    "rkmd",
+                    &id,
+                    RecoveryState::Expired,
+                    "the approval window ended",
+                )
+                .await
+            {
                 tracing::warn!(%error, ceremony = %id, "could not expire a ceremony");
             }
         }
@@ -541,10 +606,22 @@ impl Services {
     ///
     /// # Errors
     /// Unknown ceremony, one no longer open, or no reason given.
-    pub async fn cancel_recovery(&self, actor: &str, ceremony_id: String, reason: String) -> Result<RecoverySummary, CeremonyError> {
+    pub async fn cancel_recovery(
+        &self,
+        actor: &str,
+        ceremony_id: String,
+        reason: String,
+    ) -> Result<RecoverySummary, CeremonyError> {
         let event = Event::ok(actor, "recovery.cancel").subject(ceremony_id.clone());
         if reason.trim().is_empty() {
-            return self.refuse(event, CeremonyError::InvalidArgument("say why the ceremony is cancelled (--reason)".to_owned())).await;
+            return self
+                .refuse(
+                    event,
+                    CeremonyError::InvalidArgument(
+                        "say why the ceremony is cancelled (--reason)".to_owned(),
+                    ),
+                )
+                .await;
         }
         let summary = match self.get_recovery(ceremony_id.clone()).await {
             Ok(summary) => summary,
@@ -557,7 +634,8 @@ impl Services {
             ));
             return self.refuse(event, error).await;
         }
-        self.close_open(actor, &ceremony_id, RecoveryState::Cancelled, &reason).await?;
+        self.close_open(actor, &ceremony_id, RecoveryState::Cancelled, &reason)
+            .await?;
         self.audit.checkpoint().await?;
         self.get_recovery(ceremony_id).await
     }
@@ -572,7 +650,10 @@ impl Services {
         ceremony_id: String,
         custodian: String,
     ) -> Result<(Vec<u8>, String), CeremonyError> {
-        match self.issue_nonce(ceremony_id.clone(), custodian.clone()).await {
+        match self
+            .issue_nonce(ceremony_id.clone(), custodian.clone())
+            .await
+        {
             Ok(issued) => Ok(issued),
             // A refused nonce is a refused approval: audit it as one.
             Err(error) => {
@@ -585,7 +666,11 @@ impl Services {
         }
     }
 
-    async fn issue_nonce(&self, ceremony_id: String, custodian: String) -> Result<(Vec<u8>, String), CeremonyError> {
+    async fn issue_nonce(
+        &self,
+        ceremony_id: String,
+        custodian: String,
+    ) -> Result<(Vec<u8>, String), CeremonyError> {
         let summary = self.get_recovery(ceremony_id.clone()).await?;
         if summary.state != RecoveryState::Open {
             return Err(CeremonyError::FailedPrecondition(format!(
@@ -601,7 +686,10 @@ impl Services {
             )));
         }
         let name = custodian.clone();
-        let enrolled = self.store.with(move |c| Ok(custodians::load(c, &name)?)).await?;
+        let enrolled = self
+            .store
+            .with(move |c| Ok(custodians::load(c, &name)?))
+            .await?;
         if !enrolled.is_some_and(|c| c.enabled) {
             return Err(CeremonyError::PermissionDenied(format!(
                 "custodian {custodian:?} is disabled and can no longer approve"
@@ -628,14 +716,21 @@ impl Services {
     /// # Errors
     /// Each refusal says why, names the custodian, and is audited; nothing of
     /// a refused approval is kept and earlier approvals are untouched.
-    pub async fn approve(&self, peer: &str, approval: ApprovalSubmission) -> Result<RecoverySummary, CeremonyError> {
+    pub async fn approve(
+        &self,
+        peer: &str,
+        approval: ApprovalSubmission,
+    ) -> Result<RecoverySummary, CeremonyError> {
         let event = Event::ok(peer, "recovery.approve")
             .subject(approval.ceremony_id.clone())
             .detail("custodian", approval.custodian.clone());
         match self.check_approval(&approval).await {
             Ok(held) => {
                 // The approval's signature verified: the custodian is the actor.
-                let event = Event { actor: approval.custodian.clone(), ..event };
+                let event = Event {
+                    actor: approval.custodian.clone(),
+                    ..event
+                };
                 let ceremony_id = approval.ceremony_id.clone();
                 let reached = self.record_approval(event, approval, held).await?;
                 if reached {
@@ -651,7 +746,10 @@ impl Services {
     }
 
     /// Every check of an approval; returns the share held under the HSM key.
-    async fn check_approval(&self, approval: &ApprovalSubmission) -> Result<Vec<u8>, CeremonyError> {
+    async fn check_approval(
+        &self,
+        approval: &ApprovalSubmission,
+    ) -> Result<Vec<u8>, CeremonyError> {
         let summary = self.get_recovery(approval.ceremony_id.clone()).await?;
         if summary.state != RecoveryState::Open {
             return Err(CeremonyError::FailedPrecondition(format!(
@@ -669,7 +767,10 @@ impl Services {
             )));
         };
         let name = custodian.clone();
-        let enrolled = self.store.with(move |c| Ok(custodians::load(c, &name)?)).await?;
+        let enrolled = self
+            .store
+            .with(move |c| Ok(custodians::load(c, &name)?))
+            .await?;
         if !enrolled.is_some_and(|c| c.enabled) {
             return Err(CeremonyError::PermissionDenied(format!(
                 "custodian {custodian:?} is disabled and can no longer approve"
@@ -681,7 +782,11 @@ impl Services {
                 approval.ceremony_id
             )));
         }
-        let (nonce, id, name) = (approval.nonce.clone(), approval.ceremony_id.clone(), custodian.clone());
+        let (nonce, id, name) = (
+            approval.nonce.clone(),
+            approval.ceremony_id.clone(),
+            custodian.clone(),
+        );
         let issued: Option<(String, String, String, bool)> = self
             .store
             .with(move |connection| {
@@ -700,14 +805,17 @@ impl Services {
                     "the approval's nonce was not issued by this rkmd; get a fresh one (rkm recovery approve does)".to_owned(),
                 ));
             }
-            Some((nonce_ceremony, nonce_custodian, _, _)) if nonce_ceremony != id || nonce_custodian != name => {
+            Some((nonce_ceremony, nonce_custodian, _, _))
+                if nonce_ceremony != id || nonce_custodian != name =>
+            {
                 return Err(CeremonyError::PermissionDenied(format!(
                     "the approval's nonce was issued for ceremony {nonce_ceremony} and custodian {nonce_custodian:?}, not this one"
                 )));
             }
             Some((_, _, _, true)) => {
                 return Err(CeremonyError::PermissionDenied(
-                    "the approval's nonce was already used: a replayed approval is refused".to_owned(),
+                    "the approval's nonce was already used: a replayed approval is refused"
+                        .to_owned(),
                 ));
             }
             Some((_, _, expires_at, false)) if expires_at <= now() => {
@@ -717,9 +825,10 @@ impl Services {
             }
             Some(_) => {}
         }
-        let nonce: [u8; 32] = approval.nonce.as_slice().try_into().map_err(|_| {
-            CeremonyError::InvalidArgument("the nonce must be 32 bytes".to_owned())
-        })?;
+        let nonce: [u8; 32] =
+            approval.nonce.as_slice().try_into().map_err(|_| {
+                CeremonyError::InvalidArgument("the nonce must be 32 bytes".to_owned())
+            })?;
         let commitment: [u8; 32] = approval.commitment.as_slice().try_into().map_err(|_| {
             CeremonyError::InvalidArgument("the commitment must be 32 bytes".to_owned())
         })?;
@@ -733,7 +842,9 @@ impl Services {
             CeremonyError::Internal("stored request digest is not 32 bytes".to_owned())
         })?;
         let message = approval_message(&approval.ceremony_id, &digest, &nonce, &commitment);
-        if let Err(error) = verify_custodian_signature(&entry.ed25519_public_key, &message, &approval.signature) {
+        if let Err(error) =
+            verify_custodian_signature(&entry.ed25519_public_key, &message, &approval.signature)
+        {
             return Err(CeremonyError::PermissionDenied(format!(
                 "the approval is not a signature by {custodian:?} over this ceremony's request digest {} ({error}); if the request changed, review it again",
                 hex::encode(digest)
@@ -761,7 +872,12 @@ impl Services {
         if contents.key_id != record.key_id
             || &contents.custodian != custodian
             || contents.share.x() != entry.x
-            || !commitment_matches(&record.key_id, &contents.share, &contents.salt, &entry.commitment)
+            || !commitment_matches(
+                &record.key_id,
+                &contents.share,
+                &contents.salt,
+                &entry.commitment,
+            )
         {
             return Err(CeremonyError::InvalidArgument(format!(
                 "the share submitted by {custodian:?} fails its commitment in key record {}: it is not their share of this key",
@@ -775,13 +891,22 @@ impl Services {
         drop(contents);
         Ok(self
             .hsm
-            .hold(runtime.holding_key, payload, held_share_aad(&approval.ceremony_id, custodian))
+            .hold(
+                runtime.holding_key,
+                payload,
+                held_share_aad(&approval.ceremony_id, custodian),
+            )
             .await?)
     }
 
     /// Stores an accepted approval and uses its nonce, in one audited
     /// transaction; tells whether it completed the quorum.
-    async fn record_approval(&self, event: Event, approval: ApprovalSubmission, held: Vec<u8>) -> Result<bool, CeremonyError> {
+    async fn record_approval(
+        &self,
+        event: Event,
+        approval: ApprovalSubmission,
+        held: Vec<u8>,
+    ) -> Result<bool, CeremonyError> {
         let (_, reached) = self
             .audit
             .record_with(event, move |connection| {
@@ -857,8 +982,17 @@ mod tests {
 
     #[test]
     fn held_share_context_differs_per_ceremony_and_custodian() {
-        assert_ne!(held_share_aad("rec-1", "alice"), held_share_aad("rec-1", "bob"));
-        assert_ne!(held_share_aad("rec-1", "alice"), held_share_aad("rec-2", "alice"));
-        assert_ne!(held_share_aad("rec-1", "a\0b"), held_share_aad("rec-1\0a", "b"));
+        assert_ne!(
+            held_share_aad("rec-1", "alice"),
+            held_share_aad("rec-1", "bob")
+        );
+        assert_ne!(
+            held_share_aad("rec-1", "alice"),
+            held_share_aad("rec-2", "alice")
+        );
+        assert_ne!(
+            held_share_aad("rec-1", "a\0b"),
+            held_share_aad("rec-1\0a", "b")
+        );
     }
 }

@@ -40,13 +40,16 @@ fn to_array<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N], Ceremon
 impl Services {
     /// Where a ceremony's artefact bundle is written.
     pub fn artefact_path(&self, ceremony_id: &str) -> Result<PathBuf, CeremonyError> {
-        Ok(self.recovery_runtime_ref()?.artefact_dir.join(format!("{ceremony_id}.rkma")))
+        Ok(self
+            .recovery_runtime_ref()?
+            .artefact_dir
+            .join(format!("{ceremony_id}.rkma")))
     }
 
     fn recovery_runtime_ref(&self) -> Result<&super::recovery::RecoveryRuntime, CeremonyError> {
-        self.recovery
-            .as_deref()
-            .ok_or_else(|| CeremonyError::Internal("recovery ceremonies are not available".to_owned()))
+        self.recovery.as_deref().ok_or_else(|| {
+            CeremonyError::Internal("recovery ceremonies are not available".to_owned())
+        })
     }
 
     /// Runs the quorum step; on failure the ceremony is marked failed and the
@@ -64,13 +67,22 @@ impl Services {
                 .audit
                 .record_with(event, move |connection| {
                     connection
-                        .execute("UPDATE ceremonies SET state = 'failed', closed_at = ?2 WHERE id = ?1", params![id, now()])
+                        .execute(
+                            "UPDATE ceremonies SET state = 'failed', closed_at = ?2 WHERE id = ?1",
+                            params![id, now()],
+                        )
                         .map_err(crate::store::StoreError::from)?;
                     connection
-                        .execute("UPDATE recoveries SET failure = ?2 WHERE ceremony_id = ?1", params![id, reason])
+                        .execute(
+                            "UPDATE recoveries SET failure = ?2 WHERE ceremony_id = ?1",
+                            params![id, reason],
+                        )
                         .map_err(crate::store::StoreError::from)?;
                     connection
-                        .execute("UPDATE approvals SET held_share = NULL WHERE ceremony_id = ?1", [&id])
+                        .execute(
+                            "UPDATE approvals SET held_share = NULL WHERE ceremony_id = ?1",
+                            [&id],
+                        )
                         .map_err(crate::store::StoreError::from)?;
                     Ok(())
                 })
@@ -99,13 +111,18 @@ impl Services {
             })
             .await?;
         if orphans > 0 {
-            tracing::warn!(orphans, "removed the targets of recovery requests that were never opened");
+            tracing::warn!(
+                orphans,
+                "removed the targets of recovery requests that were never opened"
+            );
         }
         let signing: Vec<String> = self
             .store
             .with(|connection| {
                 Ok(connection
-                    .prepare("SELECT id FROM ceremonies WHERE kind = 'recovery' AND state = 'signing'")?
+                    .prepare(
+                        "SELECT id FROM ceremonies WHERE kind = 'recovery' AND state = 'signing'",
+                    )?
                     .query_map([], |row| row.get(0))?
                     .collect::<Result<_, _>>()?)
             })
@@ -133,7 +150,8 @@ impl Services {
                 Ok((summary, held))
             })
             .await?;
-        let summary = summary.ok_or_else(|| CeremonyError::not_found("recovery ceremony", ceremony_id, ""))?;
+        let summary = summary
+            .ok_or_else(|| CeremonyError::not_found("recovery ceremony", ceremony_id, ""))?;
         if summary.state != RecoveryState::Signing {
             return Err(CeremonyError::FailedPrecondition(format!(
                 "ceremony {ceremony_id} is {}, not signing",
@@ -142,7 +160,11 @@ impl Services {
         }
         let record = self.verified_record(&summary.key_id).await?;
         let k = usize::from(record.threshold);
-        let approvers: Vec<String> = summary.approvals.iter().map(|a| a.custodian.clone()).collect();
+        let approvers: Vec<String> = summary
+            .approvals
+            .iter()
+            .map(|a| a.custodian.clone())
+            .collect();
         self.audit
             .record(
                 Event::ok("rkmd", "recovery.quorum")
@@ -158,37 +180,67 @@ impl Services {
         let mut released = Vec::with_capacity(k);
         for (custodian, share) in held.into_iter().take(k) {
             let share = share.ok_or_else(|| {
-                CeremonyError::FailedPrecondition(format!("the held share of {custodian:?} was destroyed"))
+                CeremonyError::FailedPrecondition(format!(
+                    "the held share of {custodian:?} was destroyed"
+                ))
             })?;
             let payload = self
                 .hsm
-                .release(runtime.holding_key, share, held_share_aad(ceremony_id, &custodian))
+                .release(
+                    runtime.holding_key,
+                    share,
+                    held_share_aad(ceremony_id, &custodian),
+                )
                 .await?;
             if payload.len() != 65 {
-                return Err(CeremonyError::Internal(format!("held share of {custodian:?} has a bad length")));
+                return Err(CeremonyError::Internal(format!(
+                    "held share of {custodian:?} has a bad length"
+                )));
             }
-            let entry = record
-                .custodian(&custodian)
-                .ok_or_else(|| CeremonyError::Internal(format!("{custodian:?} is not in the key record")))?;
+            let entry = record.custodian(&custodian).ok_or_else(|| {
+                CeremonyError::Internal(format!("{custodian:?} is not in the key record"))
+            })?;
             let y: &[u8; 32] = payload[1..33].try_into().expect("checked length");
-            let share = Share::new(payload[0], y).map_err(|e| CeremonyError::Internal(e.to_string()))?;
+            let share =
+                Share::new(payload[0], y).map_err(|e| CeremonyError::Internal(e.to_string()))?;
             let salt: [u8; 32] = payload[33..65].try_into().expect("checked length");
             released.push((share, salt, entry.commitment));
         }
         let committed: Vec<CommittedShare<'_>> = released
             .iter()
-            .map(|(share, salt, commitment)| CommittedShare { share, salt, commitment })
+            .map(|(share, salt, commitment)| CommittedShare {
+                share,
+                salt,
+                commitment,
+            })
             .collect();
-        let kek = shamir::combine_verified(&record.key_id, &committed, record.threshold, &record.kek_check_value)
-            .map_err(|e| CeremonyError::FailedPrecondition(format!("the held shares do not reconstitute the KEK: {e}")))?;
+        let kek = shamir::combine_verified(
+            &record.key_id,
+            &committed,
+            record.threshold,
+            &record.kek_check_value,
+        )
+        .map_err(|e| {
+            CeremonyError::FailedPrecondition(format!(
+                "the held shares do not reconstitute the KEK: {e}"
+            ))
+        })?;
         drop(committed);
         drop(released);
-        let kek_object = self.hsm.import_kek(KekBytes::from_bytes(kek.expose_secret())).await?;
+        let kek_object = self
+            .hsm
+            .import_kek(KekBytes::from_bytes(kek.expose_secret()))
+            .await?;
         drop(kek);
-        let unwrapped = self.hsm.unwrap(kek_object, record.wrapped_key.clone()).await;
+        let unwrapped = self
+            .hsm
+            .unwrap(kek_object, record.wrapped_key.clone())
+            .await;
         self.hsm.destroy(kek_object).await?;
         let key = unwrapped?;
-        let signed = self.sign_targets(&summary, &record.public_key_spki, key).await;
+        let signed = self
+            .sign_targets(&summary, &record.public_key_spki, key)
+            .await;
         // The recovery key is destroyed whatever happened while signing.
         let destroyed = self.hsm.destroy(key).await;
         let (signed_count, artefact_size) = signed?;
@@ -250,9 +302,16 @@ impl Services {
             .detail("targets", summary.target_count.to_string())
             .detail(
                 "approvers",
-                summary.approvals.iter().map(|a| a.custodian.as_str()).collect::<Vec<_>>().join(","),
+                summary
+                    .approvals
+                    .iter()
+                    .map(|a| a.custodian.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
             );
-        issue.details.extend(issue_entry_details(&digest, &approvals));
+        issue
+            .details
+            .extend(issue_entry_details(&digest, &approvals));
         let index = self.audit.record(issue).await?;
         let checkpoint = self.audit.checkpoint().await?;
         let proof = self.audit.inclusion_proof(index, checkpoint.size).await?;
@@ -336,7 +395,8 @@ impl Services {
             .await
             .map_err(|_| CeremonyError::Internal("the artefact writer failed".to_owned()))?;
         result?;
-        let size = written.map_err(|e| CeremonyError::Internal(format!("writing the artefact failed: {e}")))?;
+        let size = written
+            .map_err(|e| CeremonyError::Internal(format!("writing the artefact failed: {e}")))?;
         if signed != summary.target_count {
             return Err(CeremonyError::Internal(format!(
                 "signed {signed} commands for {} targets",
@@ -365,9 +425,17 @@ impl Services {
             .map_err(|_| CeremonyError::Internal("the artefact writer stopped".to_owned()))?;
         *signed += 1;
         if *signed % PROGRESS_EVERY == 0 {
-            let (id, count) = (ceremony_id.to_owned(), i64::try_from(*signed).unwrap_or(i64::MAX));
+            let (id, count) = (
+                ceremony_id.to_owned(),
+                i64::try_from(*signed).unwrap_or(i64::MAX),
+            );
             self.store
-                .with(move |c| Ok(c.execute("UPDATE recoveries SET signed_count = ?2 WHERE ceremony_id = ?1", params![id, count])?))
+                .with(move |c| {
+                    Ok(c.execute(
+                        "UPDATE recoveries SET signed_count = ?2 WHERE ceremony_id = ?1",
+                        params![id, count],
+                    )?)
+                })
                 .await?;
         }
         Ok(())

@@ -56,7 +56,9 @@ pub enum HsmError {
     )]
     UnwrapFailed,
 
-    #[error("a held share does not decrypt under the holding key: it was changed, or belongs to another ceremony or custodian")]
+    #[error(
+        "a held share does not decrypt under the holding key: it was changed, or belongs to another ceremony or custodian"
+    )]
     HeldDataInvalid,
 
     #[error("{what}: expected {expected}, found {found}")]

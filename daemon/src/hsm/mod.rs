@@ -432,7 +432,12 @@ impl Hsm {
     ///
     /// # Errors
     /// The HSM fails.
-    pub async fn hold(&self, key: HoldingKey, plaintext: Zeroizing<Vec<u8>>, aad: Vec<u8>) -> Result<Vec<u8>, HsmError> {
+    pub async fn hold(
+        &self,
+        key: HoldingKey,
+        plaintext: Zeroizing<Vec<u8>>,
+        aad: Vec<u8>,
+    ) -> Result<Vec<u8>, HsmError> {
         self.submit("hold share", Retry::OnceAfterReopen, move |session| {
             ops::hold(session, key.0, &plaintext, &aad)
         })
@@ -443,7 +448,12 @@ impl Hsm {
     ///
     /// # Errors
     /// [`HsmError::HeldDataInvalid`] for changed data or another `aad`.
-    pub async fn release(&self, key: HoldingKey, held: Vec<u8>, aad: Vec<u8>) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+    pub async fn release(
+        &self,
+        key: HoldingKey,
+        held: Vec<u8>,
+        aad: Vec<u8>,
+    ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
         self.submit("release share", Retry::OnceAfterReopen, move |session| {
             ops::release(session, key.0, &held, &aad)
         })

@@ -236,7 +236,11 @@ pub fn sign_eddsa(session: &Session, key: ObjectHandle, message: &[u8]) -> OpRes
 
 /// The share holding key, generated in the token the first time.
 pub fn get_or_create_holding_key(session: &Session) -> OpResult<ObjectHandle> {
-    if let Some(key) = find_one(session, &templates::find_holding_key(), templates::HOLDING_KEY_LABEL)? {
+    if let Some(key) = find_one(
+        session,
+        &templates::find_holding_key(),
+        templates::HOLDING_KEY_LABEL,
+    )? {
         return Ok(key);
     }
     Ok(session.generate_key(&Mechanism::AesKeyGen, &templates::holding_key())?)
@@ -247,7 +251,12 @@ const GCM_IV_LEN: usize = 12;
 const GCM_TAG_BITS: u64 = 128;
 
 /// AES-GCM under the holding key with a fresh random IV; returns IV ‖ ciphertext ‖ tag.
-pub fn hold(session: &Session, key: ObjectHandle, plaintext: &[u8], aad: &[u8]) -> OpResult<Vec<u8>> {
+pub fn hold(
+    session: &Session,
+    key: ObjectHandle,
+    plaintext: &[u8],
+    aad: &[u8],
+) -> OpResult<Vec<u8>> {
     let mut iv = [0u8; GCM_IV_LEN];
     session.generate_random_slice(&mut iv)?;
     let mut iv_param = iv;
@@ -260,7 +269,12 @@ pub fn hold(session: &Session, key: ObjectHandle, plaintext: &[u8], aad: &[u8]) 
 }
 
 /// Reverses [`hold`]; a changed ciphertext, IV or AAD fails authentication.
-pub fn release(session: &Session, key: ObjectHandle, held: &[u8], aad: &[u8]) -> OpResult<Zeroizing<Vec<u8>>> {
+pub fn release(
+    session: &Session,
+    key: ObjectHandle,
+    held: &[u8],
+    aad: &[u8],
+) -> OpResult<Zeroizing<Vec<u8>>> {
     if held.len() < GCM_IV_LEN + 16 {
         return Err(Failure::Domain(HsmError::HeldDataInvalid));
     }
