@@ -671,30 +671,7 @@ impl Services {
         ceremony_id: String,
         custodian: String,
     ) -> Result<(Vec<u8>, String), CeremonyError> {
-        let summary = self.get_recovery(ceremony_id.clone()).await?;
-        if summary.state != RecoveryState::Open {
-            return Err(CeremonyError::FailedPrecondition(format!(
-                "ceremony {ceremony_id} is {}; it takes no more approvals",
-                summary.state.as_str()
-            )));
-        }
-        let record = self.verified_record(&summary.key_id).await?;
-        if record.custodian(&custodian).is_none() {
-            return Err(CeremonyError::PermissionDenied(format!(
-                "{custodian:?} is not a custodian of key {}",
-                summary.key_label
-            )));
-        }
-        let name = custodian.clone();
-        let enrolled = self
-            .store
-            .with(move |c| Ok(custodians::load(c, &name)?))
-            .await?;
-        if !enrolled.is_some_and(|c| c.enabled) {
-            return Err(CeremonyError::PermissionDenied(format!(
-                "custodian {custodian:?} is disabled and can no longer approve"
-            )));
-        }
+        self.approver(&ceremony_id, &custodian).await?;
         let nonce = self.hsm.random(32).await?.to_vec();
         let expires_at = rfc3339_after(NONCE_LIFETIME);
         let (stored, expires) = (nonce.clone(), expires_at.clone());
@@ -745,28 +722,28 @@ impl Services {
         }
     }
 
-    /// Every check of an approval; returns the share held under the HSM key.
-    async fn check_approval(
+    /// Checks that `custodian` may approve ceremony `ceremony_id` now: it is
+    /// open, and they are an enabled custodian of its key.
+    async fn approver(
         &self,
-        approval: &ApprovalSubmission,
-    ) -> Result<Vec<u8>, CeremonyError> {
-        let summary = self.get_recovery(approval.ceremony_id.clone()).await?;
+        ceremony_id: &str,
+        custodian: &str,
+    ) -> Result<(RecoverySummary, KeyRecord), CeremonyError> {
+        let summary = self.get_recovery(ceremony_id.to_owned()).await?;
         if summary.state != RecoveryState::Open {
             return Err(CeremonyError::FailedPrecondition(format!(
-                "ceremony {} is {}; it takes no more approvals",
-                approval.ceremony_id,
+                "ceremony {ceremony_id} is {}; it takes no more approvals",
                 summary.state.as_str()
             )));
         }
-        let custodian = &approval.custodian;
         let record = self.verified_record(&summary.key_id).await?;
-        let Some(entry) = record.custodian(custodian) else {
+        if record.custodian(custodian).is_none() {
             return Err(CeremonyError::PermissionDenied(format!(
                 "{custodian:?} is not a custodian of key {}",
                 summary.key_label
             )));
-        };
-        let name = custodian.clone();
+        }
+        let name = custodian.to_owned();
         let enrolled = self
             .store
             .with(move |c| Ok(custodians::load(c, &name)?))
@@ -776,6 +753,17 @@ impl Services {
                 "custodian {custodian:?} is disabled and can no longer approve"
             )));
         }
+        Ok((summary, record))
+    }
+
+    /// Every check of an approval; returns the share held under the HSM key.
+    async fn check_approval(
+        &self,
+        approval: &ApprovalSubmission,
+    ) -> Result<Vec<u8>, CeremonyError> {
+        let custodian = &approval.custodian;
+        let (summary, record) = self.approver(&approval.ceremony_id, custodian).await?;
+        let entry = record.custodian(custodian).expect("approver() checked it");
         if summary.approvals.iter().any(|a| &a.custodian == custodian) {
             return Err(CeremonyError::FailedPrecondition(format!(
                 "{custodian:?} has already approved ceremony {}; an approval counts once",
