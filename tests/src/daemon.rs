@@ -252,13 +252,15 @@ impl Daemon {
     /// # Errors
     /// No daemon is running or `kill` fails.
     pub fn stop_with(&mut self, signal: &str) -> anyhow::Result<ExitStatus> {
+        let signal = match signal {
+            "TERM" => rustix::process::Signal::TERM,
+            "INT" => rustix::process::Signal::INT,
+            "KILL" => rustix::process::Signal::KILL,
+            other => bail!("unsupported signal {other}: use TERM, INT or KILL"),
+        };
         let mut child = self.child.take().context("rkmd is not running")?;
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status()?;
-        if !status.success() {
-            bail!("kill -{signal} failed");
-        }
+        rustix::process::kill_process(rustix::process::Pid::from_child(&child), signal)
+            .context("signalling rkmd")?;
         Ok(child.wait()?)
     }
 }
