@@ -4,8 +4,8 @@
 use rkm_proto::v1::key_service_server::KeyService;
 use rkm_proto::v1::{
     CreateKeyRequest, CreateKeyResponse, FetchEnvelopeRequest, FetchEnvelopeResponse,
-    GetKeyRequest, GetKeyResponse, KeyState, KeySummary, ListKeysRequest, ListKeysResponse,
-    ReceiptStatus, SubmitReceiptRequest, SubmitReceiptResponse,
+    GetKeyRequest, GetKeyResponse, ImportKeyRequest, ImportKeyResponse, KeyState, KeySummary,
+    ListKeysRequest, ListKeysResponse, ReceiptStatus, SubmitReceiptRequest, SubmitReceiptResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -41,6 +41,7 @@ fn to_proto(key: keygen::KeySummary) -> KeySummary {
             .collect(),
         ceremony_id: key.ceremony_id,
         created_at: key.created_at,
+        record_audit_key: key.record_audit_key,
     }
 }
 
@@ -138,6 +139,25 @@ impl KeyService for KeyApi {
             .map_err(ceremony_status)?;
         Ok(Response::new(SubmitReceiptResponse {
             key: Some(to_proto(key)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn import_key(
+        &self,
+        request: Request<ImportKeyRequest>,
+    ) -> Result<Response<ImportKeyResponse>, Status> {
+        let actor = peer_actor(&request);
+        let request = request.into_inner();
+        let key = self
+            .services
+            .import_key(&actor, request.signed_key_record, request.record_audit_key)
+            .await
+            .map_err(ceremony_status)?;
+        let ceremony_id = key.ceremony_id.clone();
+        Ok(Response::new(ImportKeyResponse {
+            key: Some(to_proto(key)),
+            ceremony_id,
         }))
     }
 }

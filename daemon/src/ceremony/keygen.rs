@@ -72,6 +72,8 @@ pub struct KeySummary {
     pub receipts: Vec<Receipt>,
     pub ceremony_id: String,
     pub created_at: String,
+    /// Verifier key that signed the record if it was imported ('' for ours).
+    pub record_audit_key: String,
 }
 
 /// What the operator asks for.
@@ -112,7 +114,8 @@ fn unix_now() -> u64 {
 fn load_key(connection: &rusqlite::Connection, key: &str) -> rusqlite::Result<Option<KeySummary>> {
     let Some(mut summary) = connection
         .query_row(
-            "SELECT key_id, label, state, threshold, public_key_spki, signed_record, ceremony_id, created_at
+            "SELECT key_id, label, state, threshold, public_key_spki, signed_record, ceremony_id, created_at,
+                    record_audit_key
              FROM keys WHERE key_id = ?1 OR label = ?1",
             [key],
             |row| {
@@ -125,6 +128,7 @@ fn load_key(connection: &rusqlite::Connection, key: &str) -> rusqlite::Result<Op
                     signed_key_record: row.get(5)?,
                     ceremony_id: row.get(6)?,
                     created_at: row.get(7)?,
+                    record_audit_key: row.get(8)?,
                     receipts: Vec::new(),
                 })
             },

@@ -4,6 +4,7 @@
 
 pub mod custodians;
 mod error;
+mod import;
 pub mod keygen;
 pub mod notices;
 pub mod recovery;

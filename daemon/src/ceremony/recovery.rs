@@ -244,8 +244,18 @@ impl Services {
         let summary = self.get_key(key_id.to_owned()).await?;
         let signed = SignedKeyRecord::from_file(&summary.signed_key_record)
             .map_err(|e| CeremonyError::Internal(format!("stored key record: {e}")))?;
+        // An imported key's record was signed by the audit key of its old HSM.
+        let imported = if summary.record_audit_key.is_empty() {
+            None
+        } else {
+            Some(
+                rkm_proto::checkpoint::VerifierKey::parse(&summary.record_audit_key).map_err(
+                    |e| CeremonyError::Internal(format!("stored record audit key: {e}")),
+                )?,
+            )
+        };
         signed
-            .verify(self.audit.verifier())
+            .verify(imported.as_ref().unwrap_or(self.audit.verifier()))
             .map_err(|e| CeremonyError::Internal(format!("stored key record does not verify: {e}")))
     }
 

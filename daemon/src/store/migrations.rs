@@ -119,4 +119,7 @@ pub const MIGRATIONS: &[&str] = &[
         approved_at TEXT NOT NULL,
         PRIMARY KEY (ceremony_id, custodian)
     ) STRICT;",
+    // 5: keys restored from another HSM keep the record signed by that HSM's
+    // audit key; this is the verifier key to check it with ('' for our own).
+    "ALTER TABLE keys ADD COLUMN record_audit_key TEXT NOT NULL DEFAULT '';",
 ];
