@@ -3,6 +3,15 @@
 //! key: the key record's signature, then the bundle streaming (header,
 //! approvals, audit proof, every signed command, the end line), naming the
 //! first bad record.
+//!
+//! A key restored into another rkmd (`rkm key import`, after its HSM was lost
+//! or replaced) keeps the key record the OLD rkmd's audit key signed, while
+//! its artefacts carry checkpoints of the NEW rkmd's audit log. The two keys
+//! vouch for different things, so each is given separately:
+//! `--key-record-audit-key` for the record (which recovery public key, which
+//! custodians, what threshold) and `--audit-key` for the checkpoint that
+//! proves the issue was logged. Both must be trusted out of band; neither is
+//! taken from the files being checked.
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -28,7 +37,7 @@ const MAX_KEY_RECORD_FILE: u64 = 2 * 1024 * 1024;
 /// Recovery artefact bundles.
 #[derive(Debug, Subcommand)]
 pub enum ArtefactCommand {
-    Verify(VerifyArgs),
+    Verify(Box<VerifyArgs>),
 }
 
 /// Verify an artefact bundle offline (anyone, e.g. before distributing it).
@@ -47,9 +56,17 @@ pub struct VerifyArgs {
     /// DIR/<key id>/key-record.json in their share directory).
     #[arg(long, value_name = "FILE")]
     pub key_record: PathBuf,
-    /// The trusted audit key (verifier key, as `rkmd init` printed it).
+    /// The trusted audit key (verifier key, as `rkmd init` printed it) of
+    /// the rkmd that issued the artefact: its audit checkpoint must verify
+    /// with it.
     #[arg(long, value_name = "KEY", env = "RKM_AUDIT_KEY", value_parser = parse_audit_key)]
     pub audit_key: VerifierKey,
+    /// The trusted audit key that signed the key record, when it is not
+    /// --audit-key: for a key restored into another rkmd (`rkm key import`),
+    /// the OLD rkmd's audit key. Default: --audit-key. Only the key record is
+    /// checked with it; the artefact's checkpoint still needs --audit-key.
+    #[arg(long, value_name = "KEY", value_parser = parse_audit_key)]
+    pub key_record_audit_key: Option<VerifierKey>,
 }
 
 /// What `verify --output json` prints.
@@ -59,6 +76,10 @@ pub struct VerifyReport {
     pub verified: bool,
     #[serde(flatten)]
     pub summary: Option<SummaryReport>,
+    /// The audit key the key record was verified with, when it is not the
+    /// artefact's (a restored key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_record_audit_key: Option<String>,
     /// The first bad record's line (1-based), when it fails.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<u64>,
@@ -144,15 +165,25 @@ fn read_key_record(path: &Path) -> anyhow::Result<String> {
 
 fn verify(args: &VerifyArgs, output: OutputFormat) -> anyhow::Result<()> {
     let text = read_key_record(&args.key_record)?;
+    let record_audit_key = args
+        .key_record_audit_key
+        .as_ref()
+        .unwrap_or(&args.audit_key);
     let record = SignedKeyRecord::from_file(&text)
-        .and_then(|signed| signed.verify(&args.audit_key))
+        .and_then(|signed| signed.verify(record_audit_key))
         .map_err(|error| {
             VerificationFailed::error(format!(
-                "the key record {} does not verify with audit key {}: {error}",
+                "the key record {} does not verify with audit key {record_audit_key}: {error}{}",
                 args.key_record.display(),
-                args.audit_key
+                if args.key_record_audit_key.is_none() {
+                    " (a key restored into another rkmd has its record signed by the old rkmd's audit key: give it as --key-record-audit-key)"
+                } else {
+                    ""
+                }
             ))
         })?;
+    let other_record_key =
+        (record_audit_key != &args.audit_key).then(|| record_audit_key.to_string());
     let file = File::open(&args.file)
         .with_context(|| format!("cannot open the artefact {}", args.file.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -177,6 +208,7 @@ fn verify(args: &VerifyArgs, output: OutputFormat) -> anyhow::Result<()> {
                 file: file_name,
                 verified: true,
                 summary: Some(SummaryReport::from(&summary)),
+                key_record_audit_key: other_record_key,
                 line: None,
                 error: None,
             };
@@ -201,6 +233,7 @@ fn failure_report(file: String, error: &ArtefactError) -> VerifyReport {
         file,
         verified: false,
         summary: None,
+        key_record_audit_key: None,
         line: Some(error.line()),
         error: Some(error.to_string()),
     }
@@ -214,6 +247,9 @@ fn render(report: &VerifyReport) -> String {
     let _ = writeln!(text, "artefact    {}", report.file);
     let _ = writeln!(text, "ceremony    {}", summary.ceremony_id);
     let _ = writeln!(text, "key         {}", summary.key_id);
+    if let Some(record_audit_key) = &report.key_record_audit_key {
+        let _ = writeln!(text, "key record  signed by {record_audit_key}");
+    }
     let _ = writeln!(text, "digest      {}", summary.request_digest);
     let _ = writeln!(
         text,

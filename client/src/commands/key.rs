@@ -1,19 +1,30 @@
 //! `rkm key`: operators run the key generation ceremony (`create`) and follow
 //! it (`show`, `list`): which custodians have confirmed their share and who is
-//! still missing.
+//! still missing; and restore a key into another rkmd and HSM from its signed
+//! key record (`import`).
 
 use std::fmt::Write as _;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Subcommand;
+use rkm_proto::checkpoint::VerifierKey;
 use rkm_proto::fingerprint::fingerprint;
+use rkm_proto::key_record::{KeyRecord, SignedKeyRecord};
 use rkm_proto::v1::key_service_client::KeyServiceClient;
-use rkm_proto::v1::{CreateKeyRequest, GetKeyRequest, KeyState, KeySummary, ListKeysRequest};
+use rkm_proto::v1::{
+    CreateKeyRequest, GetKeyRequest, ImportKeyRequest, KeyState, KeySummary, ListKeysRequest,
+};
 use serde::Serialize;
 
+use crate::commands::audit::parse_audit_key;
 use crate::connect::Target;
-use crate::exit::RpcResultExt as _;
+use crate::exit::{RpcResultExt as _, VerificationFailed};
 use crate::output::{OutputFormat, emit, print_json};
+
+/// Largest key record file read.
+const MAX_KEY_RECORD_FILE: u64 = 2 * 1024 * 1024;
 
 /// Recovery keys: the key generation ceremony and its progress.
 #[derive(Debug, Subcommand)]
@@ -21,6 +32,7 @@ pub enum KeyCommand {
     Create(CreateArgs),
     Show(ShowArgs),
     List,
+    Import(Box<ImportArgs>),
 }
 
 /// Run the key generation ceremony (operators).
@@ -51,6 +63,30 @@ pub struct ShowArgs {
     pub key: String,
 }
 
+/// Restore a key into this rkmd from its signed key record (operators).
+///
+/// For when the HSM that generated the key is lost or replaced: this rkmd,
+/// on another token, takes over the key with nothing but the key record file
+/// (every custodian holds a copy: DIR/<key id>/key-record.json in their share
+/// directory) and the custodians' shares, which never leave them. rkmd checks
+/// the record's signature with --record-audit-key, and requires every
+/// custodian the record names to be enrolled here with the same card (`rkm
+/// custodian enrol CARD` first). The key is active at once; recoveries then
+/// run as before, and their artefacts verify against the original public
+/// key, with this rkmd's audit key and `rkm artefact verify
+/// --key-record-audit-key` the old one.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The signed key record file.
+    pub record_file: PathBuf,
+    /// The audit key of the OLD rkmd, which signed the record (its verifier
+    /// key, as its `rkmd init` or `rkm status` printed it). Take it from your
+    /// own records, not from the file: the record names its signer, but only
+    /// a key you trust proves the record is genuine.
+    #[arg(long, value_name = "VKEY", value_parser = parse_audit_key)]
+    pub record_audit_key: VerifierKey,
+}
+
 /// A key as `--output json` prints it.
 #[derive(Debug, Serialize)]
 pub struct KeyReport {
@@ -63,6 +99,10 @@ pub struct KeyReport {
     pub public_key_spki: String,
     pub ceremony_id: String,
     pub created_at: String,
+    /// The audit key that signed the key record when it is not this rkmd's
+    /// own (an imported key); absent for keys generated here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_audit_key: Option<String>,
     pub receipts: Vec<ReceiptReport>,
     /// Custodians whose receipt is not in yet.
     pub missing: Vec<String>,
@@ -113,6 +153,7 @@ impl From<KeySummary> for KeyReport {
             threshold: key.threshold,
             ceremony_id: key.ceremony_id,
             created_at: key.created_at,
+            record_audit_key: (!key.record_audit_key.is_empty()).then_some(key.record_audit_key),
         }
     }
 }
@@ -178,7 +219,82 @@ pub async fn run(command: KeyCommand, target: &Target, output: OutputFormat) -> 
                 OutputFormat::Text => emit(&render_list(&keys)),
             }
         }
+        KeyCommand::Import(args) => {
+            let text = read_key_record(&args.record_file)?;
+            let key = client
+                .import_key(ImportKeyRequest {
+                    signed_key_record: text.clone(),
+                    record_audit_key: args.record_audit_key.to_string(),
+                })
+                .await
+                .rpc("importing the key")?
+                .into_inner()
+                .key
+                .context("rkmd sent no key")?;
+            check_imported(&key, &text, &args.record_audit_key)?;
+            let report = KeyReport::from(key);
+            match output {
+                OutputFormat::Json => print_json(&report),
+                OutputFormat::Text => {
+                    let mut text = render_key(&report);
+                    let _ = writeln!(
+                        text,
+                        "Imported. Custodians approve recoveries with the shares they hold; verify artefacts with `rkm artefact verify FILE --key-record {} --audit-key <this rkmd's> --key-record-audit-key {}`.",
+                        args.record_file.display(),
+                        args.record_audit_key
+                    );
+                    emit(&text)
+                }
+            }
+        }
     }
+}
+
+fn read_key_record(path: &Path) -> anyhow::Result<String> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open the key record {}", path.display()))?;
+    let mut text = String::new();
+    file.take(MAX_KEY_RECORD_FILE + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read the key record {} as text", path.display()))?;
+    if text.len() as u64 > MAX_KEY_RECORD_FILE {
+        anyhow::bail!(
+            "the key record {} is larger than {MAX_KEY_RECORD_FILE} bytes",
+            path.display()
+        );
+    }
+    Ok(text)
+}
+
+/// rkmd checked the record (signature, custodians); this checks that the key
+/// it reports is the one in the file, verified with the key the operator
+/// gave — not some other key it already had.
+fn check_imported(
+    key: &KeySummary,
+    record_file: &str,
+    record_audit_key: &VerifierKey,
+) -> anyhow::Result<()> {
+    let record: KeyRecord = SignedKeyRecord::from_file(record_file)
+        .and_then(|signed| signed.verify(record_audit_key))
+        .map_err(|error| {
+            VerificationFailed::error(format!(
+                "rkmd imported the key, but the key record does not verify here with {record_audit_key}: {error}"
+            ))
+        })?;
+    if key.key_id != record.key_id
+        || key.public_key_spki != record.public_key_spki
+        || key.signed_key_record != record_file
+        || VerifierKey::parse(&key.record_audit_key).ok().as_ref() != Some(record_audit_key)
+    {
+        return Err(VerificationFailed::error(format!(
+            "rkmd reports key {} (public key {}), not the key record's {} (public key {}) signed by {record_audit_key}",
+            key.key_id,
+            fingerprint(&key.public_key_spki),
+            record.key_id,
+            fingerprint(&record.public_key_spki)
+        )));
+    }
+    Ok(())
 }
 
 fn render_key(key: &KeyReport) -> String {
@@ -193,6 +309,9 @@ fn render_key(key: &KeyReport) -> String {
     let _ = writeln!(text, "public key  {}", key.public_key_fingerprint);
     let _ = writeln!(text, "ceremony    {}", key.ceremony_id);
     let _ = writeln!(text, "created     {}", key.created_at);
+    if let Some(record_audit_key) = &key.record_audit_key {
+        let _ = writeln!(text, "imported    record signed by {record_audit_key}");
+    }
     let received = key.receipts.len() - key.missing.len();
     let _ = writeln!(text, "receipts    {received} of {}", key.receipts.len());
     for receipt in &key.receipts {

@@ -152,6 +152,12 @@ impl Services {
                         entry.name
                     )));
                 }
+                Some(enrolled) if !enrolled.enabled => {
+                    return Err(CeremonyError::FailedPrecondition(format!(
+                        "custodian {:?} of this key is disabled here ({}): they could never approve",
+                        entry.name, enrolled.disabled_reason
+                    )));
+                }
                 Some(_) => {}
             }
         }

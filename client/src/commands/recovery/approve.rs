@@ -47,7 +47,11 @@ pub struct ApproveArgs {
     #[command(flatten)]
     pub share_dir: ShareDirArgs,
     /// The trusted audit key that signed your key record; default: the one
-    /// your share directory pins.
+    /// your share directory pins. For a key restored into another rkmd (`rkm
+    /// key import`) this stays the OLD rkmd's audit key: your record is
+    /// checked with the key you trusted when you fetched your share, never
+    /// with whatever the rkmd running the ceremony uses now, so a new rkmd
+    /// cannot swap in another record.
     #[arg(long, value_name = "KEY", value_parser = parse_audit_key)]
     pub audit_key: Option<VerifierKey>,
     /// Approve without asking (for scripts that have shown the request).
@@ -93,6 +97,12 @@ fn confirm(ceremony_id: &str) -> anyhow::Result<()> {
 
 /// The audit key to check the stored key record with: `--audit-key` (which
 /// must agree with the directory's pin), else the pinned one.
+///
+/// The pin is looked up by the origin the record names, i.e. the rkmd that
+/// signed it when the share was fetched. After a restore into another rkmd
+/// (another HSM, another audit key) that pin is still the right trust root:
+/// the record, the share and the custodian are unchanged, and the new rkmd's
+/// audit key plays no part in what the custodian signs.
 fn record_audit_key(
     given: Option<&VerifierKey>,
     dir: &ShareDir,
@@ -110,7 +120,7 @@ fn record_audit_key(
         (Some(key), _) => Ok(key.clone()),
         (None, Some(pinned)) => Ok(pinned),
         (None, None) => bail!(
-            "{} pins no audit key for {:?}: give --audit-key (as `rkmd init` printed it)",
+            "{} pins no audit key for {:?}: give --audit-key (as `rkmd init` printed it; for a restored key, the old rkmd's)",
             dir.path().join(TRUSTED_KEYS_FILE).display(),
             stated.name()
         ),
