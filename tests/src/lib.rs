@@ -1,12 +1,15 @@
 //! Fixtures for rkm's tests: fresh SoftHSM2 tokens in their own directories,
-//! and the real `rkmd` daemon started against one, stopped when dropped.
+//! the real `rkmd` daemon started against one, stopped when dropped, and
+//! custodians with their files running the real `rkm` against it.
 
 #![deny(unsafe_code)]
 
+pub mod custodians;
 pub mod daemon;
 pub mod env;
 pub mod token;
 
+pub use custodians::Custodian;
 pub use daemon::{Daemon, DaemonBuilder};
 pub use token::SoftHsmToken;
 

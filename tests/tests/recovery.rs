@@ -13,170 +13,28 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use rkm_client::connect::Target;
 use rkm_proto::approval::approval_message;
 use rkm_proto::custodian_card::parse_age_recipient;
 use rkm_proto::envelope::{self, EnvelopeContents};
-use rkm_proto::identity::CustodianIdentity;
 use rkm_proto::kek_check::kek_matches;
-use rkm_proto::key_record::{KeyRecord, SignedKeyRecord};
 use rkm_proto::secret::Share;
 use rkm_proto::shamir;
 use rkm_proto::v1::recovery_service_client::RecoveryServiceClient;
 use rkm_proto::v1::{ApproveRequest, GetApprovalNonceRequest, GetRecoveryRequest, RecoverySummary};
 use rkm_tests::Daemon;
-use secrecy::SecretString;
+use rkm_tests::custodians::{
+    Custodian, NAMES, assert_fails, assert_no_secret_bytes, assert_ok, assert_ok_json, audit_key,
+    custodians_with_fast_identities, enrol_and_create_key, fetch_all, files_under, path_str, text,
+    wait_for_recovery_state,
+};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use tonic::transport::Channel;
 
-const NAMES: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
 const LABEL: &str = "fleet-root";
 /// How long a ceremony may take to be signed before a test fails.
 const SIGNING_TIMEOUT: Duration = Duration::from_secs(180);
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Asserts success; returns standard output.
-fn ok(output: &Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed ({:?}):\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-    text(&output.stdout)
-}
-
-/// Asserts failure with `code` and a standard error containing every one of
-/// `needles`; returns standard error.
-fn fails(output: &Output, code: i32, needles: &[&str], what: &str) -> String {
-    let stderr = text(&output.stderr);
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "{what}: expected exit {code}:\nstdout: {}\nstderr: {stderr}",
-        text(&output.stdout)
-    );
-    for needle in needles {
-        assert!(
-            stderr.contains(needle),
-            "{what}: stderr lacks {needle:?}:\n{stderr}"
-        );
-    }
-    stderr
-}
-
-fn json(output: &Output, what: &str) -> Value {
-    serde_json::from_str(&ok(output, what))
-        .unwrap_or_else(|error| panic!("{what}: not JSON: {error}"))
-}
-
-fn path(path: &Path) -> &str {
-    path.to_str().expect("test paths are UTF-8")
-}
-
-/// One custodian's files.
-struct Custodian {
-    name: String,
-    identity: PathBuf,
-    card: PathBuf,
-    passphrase: String,
-    passphrase_file: PathBuf,
-    share_dir: PathBuf,
-}
-
-impl Custodian {
-    /// Writes the identity (scrypt work factor 4, so that the many commands
-    /// that open it stay fast) and the card.
-    fn new(dir: &Path, name: &str) -> Self {
-        let passphrase = format!("correct horse battery staple {name}");
-        let passphrase_file = dir.join(format!("{name}.passphrase"));
-        std::fs::write(&passphrase_file, format!("{passphrase}\n")).unwrap();
-        let custodian = Custodian {
-            name: name.to_owned(),
-            identity: dir.join(format!("{name}.identity")),
-            card: dir.join(format!("{name}.card.json")),
-            passphrase,
-            passphrase_file,
-            share_dir: dir.join(format!("{name}-shares")),
-        };
-        let mut seed = [0u8; 64];
-        for (half, chunk) in seed.chunks_mut(32).enumerate() {
-            let digest = Sha256::new()
-                .chain_update(custodian.identity.as_os_str().as_encoded_bytes())
-                .chain_update([half as u8])
-                .finalize();
-            chunk.copy_from_slice(&digest);
-        }
-        let identity = CustodianIdentity::generate(name, &seed).unwrap();
-        let file = identity
-            .encrypt_with_work_factor(&SecretString::from(custodian.passphrase.as_str()), 4)
-            .unwrap();
-        std::fs::write(&custodian.identity, file).unwrap();
-        std::fs::write(&custodian.card, identity.card().to_json()).unwrap();
-        custodian
-    }
-
-    fn open_identity(&self) -> CustodianIdentity {
-        CustodianIdentity::decrypt(
-            &std::fs::read(&self.identity).unwrap(),
-            &SecretString::from(self.passphrase.as_str()),
-        )
-        .unwrap()
-    }
-
-    fn key_folder(&self, key_id: &str) -> PathBuf {
-        self.share_dir.join(key_id)
-    }
-
-    fn key_record_file(&self, key_id: &str) -> PathBuf {
-        self.key_folder(key_id).join("key-record.json")
-    }
-
-    /// The key record copy this custodian holds (decoded, not verified).
-    fn key_record(&self, key_id: &str) -> KeyRecord {
-        let text = std::fs::read_to_string(self.key_record_file(key_id)).unwrap();
-        KeyRecord::decode(&SignedKeyRecord::from_file(&text).unwrap().record).unwrap()
-    }
-
-    /// The share this custodian holds, decrypted here (outside rkmd).
-    fn contents(&self, key_id: &str) -> EnvelopeContents {
-        let sealed = std::fs::read(self.key_folder(key_id).join("share.age")).unwrap();
-        envelope::open(&sealed, self.open_identity().age_identity()).unwrap()
-    }
-
-    fn commitment(&self, key_id: &str) -> [u8; 32] {
-        self.key_record(key_id)
-            .custodian(&self.name)
-            .unwrap()
-            .commitment
-    }
-
-    /// `rkm recovery approve ID --yes` with this custodian's files.
-    fn approve(&self, daemon: &Daemon, ceremony_id: &str) -> Output {
-        daemon
-            .rkm(&[
-                "recovery",
-                "approve",
-                ceremony_id,
-                "--identity",
-                path(&self.identity),
-                "--passphrase-file",
-                path(&self.passphrase_file),
-                "--share-dir",
-                path(&self.share_dir),
-                "--yes",
-                "--output",
-                "json",
-            ])
-            .unwrap()
-    }
-}
 
 /// A serving rkmd with a 3-of-5 key whose custodians all hold their share.
 struct Setup {
@@ -190,65 +48,10 @@ struct Setup {
 fn setup() -> Setup {
     let daemon = Daemon::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let custodians: Vec<Custodian> = NAMES
-        .iter()
-        .map(|name| Custodian::new(dir.path(), name))
-        .collect();
-    for custodian in &custodians {
-        ok(
-            &daemon
-                .rkm(&["custodian", "enrol", path(&custodian.card)])
-                .unwrap(),
-            "custodian enrol",
-        );
-    }
-    let created = json(
-        &daemon
-            .rkm(&[
-                "key",
-                "create",
-                "--label",
-                LABEL,
-                "--threshold",
-                "3",
-                "--custodians",
-                &NAMES.join(","),
-                "--output",
-                "json",
-            ])
-            .unwrap(),
-        "key create",
-    );
-    let key_id = created["key_id"].as_str().unwrap().to_owned();
-    let status = json(
-        &daemon.rkm(&["status", "--output", "json"]).unwrap(),
-        "status",
-    );
-    let audit_key = status["audit_key"]["verifier_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    for custodian in &custodians {
-        ok(
-            &daemon
-                .rkm(&[
-                    "share",
-                    "fetch",
-                    "--key",
-                    LABEL,
-                    "--identity",
-                    path(&custodian.identity),
-                    "--passphrase-file",
-                    path(&custodian.passphrase_file),
-                    "--share-dir",
-                    path(&custodian.share_dir),
-                    "--audit-key",
-                    &audit_key,
-                ])
-                .unwrap(),
-            "share fetch",
-        );
-    }
+    let custodians = custodians_with_fast_identities(dir.path(), &NAMES);
+    let key_id = enrol_and_create_key(&daemon, &custodians, LABEL, 3);
+    let audit_key = audit_key(&daemon);
+    fetch_all(&daemon, &custodians, LABEL, &["--audit-key", &audit_key]);
     Setup {
         daemon,
         dir,
@@ -296,29 +99,39 @@ fn manifest(dir: &Path, name: &str, count: usize) -> PathBuf {
     file
 }
 
+/// `recovery open --key LABEL --request FILE [--targets FILE] --expires
+/// DURATION`.
+fn open_command<'a>(
+    request: &'a Path,
+    targets: Option<&'a Path>,
+    expires: &'a str,
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "recovery",
+        "open",
+        "--key",
+        LABEL,
+        "--request",
+        path_str(request),
+        "--expires",
+        expires,
+    ];
+    if let Some(targets) = targets {
+        args.extend(["--targets", path_str(targets)]);
+    }
+    args
+}
+
 impl Setup {
     fn rkm(&self, args: &[&str]) -> Output {
         self.daemon.rkm(args).unwrap()
     }
 
-    /// Opens a ceremony; returns its JSON report.
+    /// Opens a ceremony, asserting it opens; returns its JSON report.
     fn open(&self, request: &Path, targets: Option<&Path>, expires: &str) -> Value {
-        let mut args = vec![
-            "recovery",
-            "open",
-            "--key",
-            LABEL,
-            "--request",
-            path(request),
-            "--expires",
-            expires,
-            "--output",
-            "json",
-        ];
-        if let Some(targets) = targets {
-            args.extend(["--targets", path(targets)]);
-        }
-        json(&self.rkm(&args), "recovery open")
+        let mut args = open_command(request, targets, expires);
+        args.extend(["--output", "json"]);
+        assert_ok_json(&self.rkm(&args), "recovery open")
     }
 
     /// Opens a ceremony for `count` manifest targets; returns its id.
@@ -331,7 +144,7 @@ impl Setup {
     }
 
     fn show(&self, ceremony_id: &str) -> Value {
-        json(
+        assert_ok_json(
             &self.rkm(&["recovery", "show", ceremony_id, "--output", "json"]),
             "recovery show",
         )
@@ -339,32 +152,13 @@ impl Setup {
 
     /// Waits, with bounded retries, for the ceremony to reach `state`.
     fn wait_for_state(&self, ceremony_id: &str, state: &str) -> Value {
-        let deadline = Instant::now() + SIGNING_TIMEOUT;
-        let mut pause = Duration::from_millis(20);
-        loop {
-            let shown = self.show(ceremony_id);
-            if shown["state"] == state {
-                return shown;
-            }
-            assert!(
-                shown["state"] == "open" || shown["state"] == "signing",
-                "ceremony {ceremony_id} went to {} instead of {state}: {shown}",
-                shown["state"]
-            );
-            assert!(
-                Instant::now() < deadline,
-                "ceremony {ceremony_id} is still {} after {SIGNING_TIMEOUT:?}",
-                shown["state"]
-            );
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(500));
-        }
+        wait_for_recovery_state(&self.daemon, ceremony_id, state, SIGNING_TIMEOUT)
     }
 
     /// Approves with the first `k` custodians through the CLI.
     fn approve_with(&self, ceremony_id: &str, custodians: &[usize]) {
         for (n, &i) in custodians.iter().enumerate() {
-            let report = json(
+            let report = assert_ok_json(
                 &self.custodians[i].approve(&self.daemon, ceremony_id),
                 "recovery approve",
             );
@@ -375,13 +169,13 @@ impl Setup {
     }
 
     fn collect(&self, ceremony_id: &str, file: &Path) -> Value {
-        json(
+        assert_ok_json(
             &self.rkm(&[
                 "recovery",
                 "collect",
                 ceremony_id,
                 "-o",
-                path(file),
+                path_str(file),
                 "--output",
                 "json",
             ]),
@@ -395,9 +189,9 @@ impl Setup {
         let mut args = vec![
             "artefact",
             "verify",
-            path(file),
+            path_str(file),
             "--key-record",
-            path(&record),
+            path_str(&record),
             "--audit-key",
             &self.audit_key,
         ];
@@ -407,7 +201,7 @@ impl Setup {
 
     /// The audit entries about a ceremony, from rkmd.
     fn audit_entries(&self, ceremony_id: &str) -> Vec<Value> {
-        json(
+        assert_ok_json(
             &self.rkm(&[
                 "audit",
                 "show",
@@ -465,10 +259,7 @@ impl Setup {
     fn shares(&self) -> Vec<Share> {
         self.custodians
             .iter()
-            .map(|c| {
-                let contents = c.contents(&self.key_id);
-                Share::new(contents.share.x(), contents.share.expose_y()).unwrap()
-            })
+            .map(|c| c.held_share(&self.key_id))
             .collect()
     }
 }
@@ -492,66 +283,13 @@ fn count(actions: &[(String, String)], action: &str, outcome: &str) -> usize {
         .count()
 }
 
-/// Every regular file under `dir`.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries {
-            let entry = entry.unwrap();
-            let kind = entry.file_type().unwrap();
-            if kind.is_dir() {
-                pending.push(entry.path());
-            } else if kind.is_file() {
-                files.push(entry.path());
-            }
-        }
-    }
-    files
-}
-
-/// The ways a secret's bytes could be written: raw, hex, base64.
-fn spellings(secret: &[u8]) -> Vec<Vec<u8>> {
-    vec![
-        secret.to_vec(),
-        hex::encode(secret).into_bytes(),
-        hex::encode_upper(secret).into_bytes(),
-        base64::engine::general_purpose::STANDARD
-            .encode(secret)
-            .into_bytes(),
-        base64::engine::general_purpose::STANDARD_NO_PAD
-            .encode(&secret[..30])
-            .into_bytes(),
-    ]
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle)
-}
-
 /// Asserts that no spelling of any of `secrets` is in rkmd's state
 /// directory files or its log.
-fn assert_no_secret_bytes(setup: &Setup, secrets: &[(&str, &[u8])], when: &str) {
+fn assert_no_secret_bytes_in_rkmd(setup: &Setup, secrets: &[(String, Vec<u8>)], when: &str) {
     let mut files = files_under(&setup.daemon.state_dir());
     files.push(setup.daemon.log_file());
     assert!(files.len() > 2, "{when}: the state directory holds files");
-    for file in files {
-        let bytes = std::fs::read(&file).unwrap_or_default();
-        for (what, secret) in secrets {
-            for spelling in spellings(secret) {
-                assert!(
-                    !contains(&bytes, &spelling),
-                    "{when}: {what} found in {}",
-                    file.display()
-                );
-            }
-        }
-    }
+    assert_no_secret_bytes(&files, secrets, when);
 }
 
 // ----- gRPC-level approvals, for the refusal tests -----
@@ -641,7 +379,7 @@ async fn honest<'a>(
         signed_digest: current.request_digest.as_slice().try_into().unwrap(),
         nonce: nonce(client, id, &by.name).await,
         commitment: by.commitment(&setup.key_id),
-        share: by.contents(&setup.key_id),
+        share: by.open_envelope(&setup.key_id),
         recipient: current.ceremony_recipient,
     }
 }
@@ -686,7 +424,7 @@ fn recovery_three_of_five_for_ten_thousand_targets_verifies_offline_and_in_the_a
     assert_eq!(opened["key_id"], setup.key_id.as_str());
 
     // What custodians review: the decoded request, the count, the digest.
-    let shown = ok(&setup.rkm(&["recovery", "show", &id]), "recovery show");
+    let shown = assert_ok(&setup.rkm(&["recovery", "show", &id]), "recovery show");
     for expected in [
         id.as_str(),
         digest.as_str(),
@@ -702,7 +440,7 @@ fn recovery_three_of_five_for_ten_thousand_targets_verifies_offline_and_in_the_a
             "show lacks {expected:?}:\n{shown}"
         );
     }
-    let listed = json(
+    let listed = assert_ok_json(
         &setup.rkm(&["recovery", "list", "--output", "json"]),
         "recovery list",
     );
@@ -718,7 +456,7 @@ fn recovery_three_of_five_for_ten_thousand_targets_verifies_offline_and_in_the_a
     // Three custodians approve; the third completes the quorum.
     let approver = &setup.custodians[0];
     let output = approver.approve(&setup.daemon, &id);
-    let report = json(&output, "first approval");
+    let report = assert_ok_json(&output, "first approval");
     assert_eq!(report["request_digest"], digest.as_str());
     assert_eq!(report["quorum_reached"], false);
     let review = text(&output.stderr);
@@ -727,7 +465,7 @@ fn recovery_three_of_five_for_ten_thousand_targets_verifies_offline_and_in_the_a
         "the custodian is shown the digest and the count:\n{review}"
     );
     for i in [1, 2] {
-        let report = json(&setup.custodians[i].approve(&setup.daemon, &id), "approval");
+        let report = assert_ok_json(&setup.custodians[i].approve(&setup.daemon, &id), "approval");
         assert_eq!(report["approval_count"], (i + 1) as u64);
         assert_eq!(report["quorum_reached"], i == 2, "{report}");
     }
@@ -745,7 +483,7 @@ fn recovery_three_of_five_for_ten_thousand_targets_verifies_offline_and_in_the_a
     let completed = setup.show(&id);
     assert_eq!(completed["state"], "completed");
     assert_eq!(completed["signed_count"], 10_000);
-    let verified = json(
+    let verified = assert_ok_json(
         &setup.verify_artefact(&artefact, &["--output", "json"]),
         "artefact verify",
     );
@@ -758,7 +496,7 @@ fn recovery_three_of_five_for_ten_thousand_targets_verifies_offline_and_in_the_a
         verified["approvers"],
         serde_json::json!(["alice", "bob", "carol"])
     );
-    let text_report = ok(&setup.verify_artefact(&artefact, &[]), "artefact verify");
+    let text_report = assert_ok(&setup.verify_artefact(&artefact, &[]), "artefact verify");
     assert!(
         text_report.contains("The artefact verifies."),
         "{text_report}"
@@ -782,8 +520,8 @@ fn recovery_three_of_five_for_ten_thousand_targets_verifies_offline_and_in_the_a
     assert!(!setup.dir.path().join("resumed.rkma.partial").exists());
 
     // A second collect refuses to overwrite the file.
-    fails(
-        &setup.rkm(&["recovery", "collect", &id, "-o", path(&artefact)]),
+    assert_fails(
+        &setup.rkm(&["recovery", "collect", &id, "-o", path_str(&artefact)]),
         1,
         &["already exists"],
         "collect over an existing file",
@@ -791,33 +529,33 @@ fn recovery_three_of_five_for_ten_thousand_targets_verifies_offline_and_in_the_a
 
     // The audit log verifies and records the whole ceremony.
     let audit_file = setup.dir.path().join("audit.rkmlog");
-    ok(
+    assert_ok(
         &setup.rkm(&[
             "audit",
             "fetch",
             "-o",
-            path(&audit_file),
+            path_str(&audit_file),
             "--audit-key",
             &setup.audit_key,
         ]),
         "audit fetch",
     );
-    ok(
+    assert_ok(
         &setup.rkm(&[
             "audit",
             "verify",
-            path(&audit_file),
+            path_str(&audit_file),
             "--audit-key",
             &setup.audit_key,
         ]),
         "audit verify",
     );
-    let entries = json(
+    let entries = assert_ok_json(
         &setup.rkm(&[
             "audit",
             "show",
             "--file",
-            path(&audit_file),
+            path_str(&audit_file),
             "--ceremony",
             &id,
             "--output",
@@ -855,8 +593,8 @@ fn recovery_with_one_approval_short_of_the_quorum_signs_nothing() {
     assert_eq!(shown["artefact_size"], 0);
 
     let artefact = setup.dir.path().join("early.rkma");
-    fails(
-        &setup.rkm(&["recovery", "collect", &id, "-o", path(&artefact)]),
+    assert_fails(
+        &setup.rkm(&["recovery", "collect", &id, "-o", path_str(&artefact)]),
         6,
         &["is open", "no artefact"],
         "collect before the quorum",
@@ -892,9 +630,9 @@ fn recovery_refusals_are_audited_and_leave_honest_approvals_intact() {
     let [alice, bob, carol, dave, erin] = &setup.custodians[..] else {
         unreachable!()
     };
-    let frank = Custodian::new(setup.dir.path(), "frank");
-    ok(
-        &setup.rkm(&["custodian", "enrol", path(&frank.card)]),
+    let frank = Custodian::with_fast_identity(setup.dir.path(), "frank");
+    assert_ok(
+        &setup.rkm(&["custodian", "enrol", path_str(&frank.card)]),
         "enrol a custodian who is not on the key",
     );
     let id = setup.open_with_targets(4);
@@ -912,7 +650,7 @@ fn recovery_refusals_are_audited_and_leave_honest_approvals_intact() {
         use tonic::Code;
 
         // alice approves with the CLI, bob at the gRPC level.
-        json(&alice.approve(&setup.daemon, &id), "alice approves");
+        assert_ok_json(&alice.approve(&setup.daemon, &id), "alice approves");
         let bob_approval = honest(&setup, &mut client, bob, &id).await.request();
         client
             .approve(bob_approval.clone())
@@ -993,7 +731,7 @@ fn recovery_refusals_are_audited_and_leave_honest_approvals_intact() {
         // Shares that fail their commitment: bob's share sent by carol, and
         // carol's own share modified. rkmd names carol.
         let mut wrong_share = honest(&setup, &mut client, carol, &id).await;
-        wrong_share.share = bob.contents(&setup.key_id);
+        wrong_share.share = bob.open_envelope(&setup.key_id);
         refused(
             &mut client,
             wrong_share.request(),
@@ -1036,7 +774,7 @@ fn recovery_refusals_are_audited_and_leave_honest_approvals_intact() {
         .await;
 
         // A disabled custodian, with the CLI.
-        ok(
+        assert_ok(
             &setup.rkm(&[
                 "custodian",
                 "disable",
@@ -1046,7 +784,7 @@ fn recovery_refusals_are_audited_and_leave_honest_approvals_intact() {
             ]),
             "custodian disable",
         );
-        fails(
+        assert_fails(
             &erin.approve(&setup.daemon, &id),
             4,
             &["\"erin\" is disabled"],
@@ -1067,12 +805,12 @@ fn recovery_refusals_are_audited_and_leave_honest_approvals_intact() {
         );
 
         // carol's honest approval completes the ceremony.
-        let report = json(&carol.approve(&setup.daemon, &id), "carol approves");
+        let report = assert_ok_json(&carol.approve(&setup.daemon, &id), "carol approves");
         assert_eq!(report["quorum_reached"], true);
         setup.wait_for_state(&id, "completed");
         let artefact = setup.dir.path().join("after-refusals.rkma");
         setup.collect(&id, &artefact);
-        ok(&setup.verify_artefact(&artefact, &[]), "artefact verify");
+        assert_ok(&setup.verify_artefact(&artefact, &[]), "artefact verify");
 
         // Approvals after completion and after cancellation.
         let late = Forged {
@@ -1082,7 +820,7 @@ fn recovery_refusals_are_audited_and_leave_honest_approvals_intact() {
             signed_digest: current.request_digest.as_slice().try_into().unwrap(),
             nonce: [9; 32],
             commitment: dave.commitment(&setup.key_id),
-            share: dave.contents(&setup.key_id),
+            share: dave.open_envelope(&setup.key_id),
             recipient: current.ceremony_recipient.clone(),
         };
         refused(
@@ -1093,13 +831,13 @@ fn recovery_refusals_are_audited_and_leave_honest_approvals_intact() {
             "approval after completion",
         )
         .await;
-        fails(
+        assert_fails(
             &dave.approve(&setup.daemon, &id),
             6,
             &["is completed"],
             "CLI approval after completion",
         );
-        ok(
+        assert_ok(
             &setup.rkm(&["recovery", "cancel", &other, "--reason", "wrong serial"]),
             "recovery cancel",
         );
@@ -1116,7 +854,7 @@ fn recovery_refusals_are_audited_and_leave_honest_approvals_intact() {
             "approval after cancellation",
         )
         .await;
-        fails(
+        assert_fails(
             &dave.approve(&setup.daemon, &other),
             6,
             &["is cancelled"],
@@ -1211,7 +949,7 @@ fn recovery_survives_kill_nine_after_two_approvals_and_completes_with_the_third(
         [("alice".to_owned(), true), ("bob".to_owned(), true)]
     );
 
-    let report = json(
+    let report = assert_ok_json(
         &setup.custodians[2].approve(&setup.daemon, &id),
         "third approval",
     );
@@ -1221,7 +959,7 @@ fn recovery_survives_kill_nine_after_two_approvals_and_completes_with_the_third(
     assert_eq!(completed["signed_count"], 50);
     let artefact = setup.dir.path().join("after-restart.rkma");
     setup.collect(&id, &artefact);
-    let verified = json(
+    let verified = assert_ok_json(
         &setup.verify_artefact(&artefact, &["--output", "json"]),
         "artefact verify",
     );
@@ -1238,7 +976,7 @@ fn recovery_expired_destroys_its_held_shares() {
     let request = request_file(setup.dir.path(), "0a1b2c", &["meter-1", "meter-2"]);
     let opened = setup.open(&request, None, "2s");
     let id = opened["ceremony_id"].as_str().unwrap().to_owned();
-    json(
+    assert_ok_json(
         &setup.custodians[0].approve(&setup.daemon, &id),
         "approval in time",
     );
@@ -1277,7 +1015,7 @@ fn recovery_expired_destroys_its_held_shares() {
     }
     assert_eq!(setup.held_shares(&id), [("alice".to_owned(), false)]);
     assert_eq!(setup.show(&id)["state"], "expired");
-    fails(
+    assert_fails(
         &setup.custodians[1].approve(&setup.daemon, &id),
         6,
         &["is expired"],
@@ -1299,7 +1037,7 @@ fn recovery_artefact_tampered_anywhere_fails_verification_naming_the_record() {
     setup.approve_with(&id, &[0, 2, 4]);
     let artefact = setup.dir.path().join("good.rkma");
     setup.collect(&id, &artefact);
-    ok(
+    assert_ok(
         &setup.verify_artefact(&artefact, &[]),
         "the untouched artefact verifies",
     );
@@ -1360,7 +1098,7 @@ fn recovery_artefact_tampered_anywhere_fails_verification_naming_the_record() {
         let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
         let mut all = vec!["does not verify"];
         all.extend(needles);
-        fails(&flip(*at), 7, &all, what);
+        assert_fails(&flip(*at), 7, &all, what);
     }
     let json_failure = flip(signature_at);
     assert_eq!(json_failure.status.code(), Some(7));
@@ -1390,11 +1128,11 @@ fn recovery_artefact_tampered_anywhere_fails_verification_naming_the_record() {
         );
     }
     let last = original.len() - 1;
-    fails(&flip(last), 7, &["line"], "the final newline");
+    assert_fails(&flip(last), 7, &["line"], "the final newline");
 
     // A truncated bundle is named as such.
     std::fs::write(&tampered, &original[..line_start(end_line)]).unwrap();
-    fails(
+    assert_fails(
         &setup.verify_artefact(&tampered, &[]),
         7,
         &["truncated"],
@@ -1412,13 +1150,13 @@ fn recovery_artefact_tampered_anywhere_fails_verification_naming_the_record() {
     record.replace_range(at..at + 1, digit);
     let bad_record = setup.dir.path().join("bad-record.json");
     std::fs::write(&bad_record, record).unwrap();
-    fails(
+    assert_fails(
         &setup.rkm(&[
             "artefact",
             "verify",
-            path(&artefact),
+            path_str(&artefact),
             "--key-record",
-            path(&bad_record),
+            path_str(&bad_record),
             "--audit-key",
             &setup.audit_key,
         ]),
@@ -1441,10 +1179,6 @@ fn recovery_leaves_no_share_or_kek_bytes_in_state_or_log() {
         .map(|(share, name)| (format!("{name}'s share"), share.expose_y().to_vec()))
         .collect();
     secrets.push(("the KEK".to_owned(), kek.expose_secret().to_vec()));
-    let secrets: Vec<(&str, &[u8])> = secrets
-        .iter()
-        .map(|(what, bytes)| (what.as_str(), bytes.as_slice()))
-        .collect();
 
     let id = setup.open_with_targets(10);
     setup.approve_with(&id, &[1, 3]);
@@ -1453,9 +1187,9 @@ fn recovery_leaves_no_share_or_kek_bytes_in_state_or_log() {
         setup.held_shares(&id),
         [("bob".to_owned(), true), ("dave".to_owned(), true)]
     );
-    assert_no_secret_bytes(&setup, &secrets, "while two shares are held");
+    assert_no_secret_bytes_in_rkmd(&setup, &secrets, "while two shares are held");
 
-    json(
+    assert_ok_json(
         &setup.custodians[4].approve(&setup.daemon, &id),
         "third approval",
     );
@@ -1463,7 +1197,7 @@ fn recovery_leaves_no_share_or_kek_bytes_in_state_or_log() {
     let artefact = setup.dir.path().join("done.rkma");
     setup.collect(&id, &artefact);
     assert!(setup.held_shares(&id).iter().all(|(_, held)| !held));
-    assert_no_secret_bytes(&setup, &secrets, "after the ceremony");
+    assert_no_secret_bytes_in_rkmd(&setup, &secrets, "after the ceremony");
 }
 
 #[test]
@@ -1480,19 +1214,8 @@ fn recovery_open_refuses_a_bad_manifest_line_and_approve_without_a_terminal_need
     }
     body.push_str("meter 200000\n");
     std::fs::write(&bad, body).unwrap();
-    fails(
-        &setup.rkm(&[
-            "recovery",
-            "open",
-            "--key",
-            LABEL,
-            "--request",
-            path(&request),
-            "--targets",
-            path(&bad),
-            "--expires",
-            "1h",
-        ]),
+    assert_fails(
+        &setup.rkm(&open_command(&request, Some(&bad), "1h")),
         1,
         &[
             "manifest line 200001",
@@ -1501,7 +1224,7 @@ fn recovery_open_refuses_a_bad_manifest_line_and_approve_without_a_terminal_need
         ],
         "a bad manifest line",
     );
-    let listed = json(
+    let listed = assert_ok_json(
         &setup.rkm(&["recovery", "list", "--output", "json"]),
         "list",
     );
@@ -1516,19 +1239,14 @@ fn recovery_open_refuses_a_bad_manifest_line_and_approve_without_a_terminal_need
 
     // An emergency is shown as one, with its justification.
     let targets = manifest(setup.dir.path(), "targets.txt", 3);
-    let opened = json(
-        &setup.rkm(&[
-            "recovery",
-            "open",
-            "--key",
-            LABEL,
-            "--request",
-            path(&request),
-            "--targets",
-            path(&targets),
-            "--expires",
-            "1h",
-            "--emergency",
+    let open_emergency = |extra: &[&str]| {
+        let mut args = open_command(&request, Some(&targets), "1h");
+        args.push("--emergency");
+        args.extend_from_slice(extra);
+        setup.rkm(&args)
+    };
+    let opened = assert_ok_json(
+        &open_emergency(&[
             "--justification",
             "CA 2 key seen in the wild",
             "--output",
@@ -1544,20 +1262,8 @@ fn recovery_open_refuses_a_bad_manifest_line_and_approve_without_a_terminal_need
         "{opened}"
     );
     assert_eq!(opened["request"]["emergency"], true);
-    fails(
-        &setup.rkm(&[
-            "recovery",
-            "open",
-            "--key",
-            LABEL,
-            "--request",
-            path(&request),
-            "--targets",
-            path(&targets),
-            "--expires",
-            "1h",
-            "--emergency",
-        ]),
+    assert_fails(
+        &open_emergency(&[]),
         2,
         &["--justification"],
         "an emergency without a justification",
@@ -1566,18 +1272,10 @@ fn recovery_open_refuses_a_bad_manifest_line_and_approve_without_a_terminal_need
 
     // Without a terminal and without --yes, nothing is approved.
     let alice = &setup.custodians[0];
-    let output = setup.rkm(&[
-        "recovery",
-        "approve",
-        id,
-        "--identity",
-        path(&alice.identity),
-        "--passphrase-file",
-        path(&alice.passphrase_file),
-        "--share-dir",
-        path(&alice.share_dir),
-    ]);
-    let stderr = fails(
+    let mut approve = vec!["recovery", "approve", id];
+    approve.extend(alice.held_files_args());
+    let output = setup.rkm(&approve);
+    let stderr = assert_fails(
         &output,
         1,
         &["no terminal", "--yes"],
