@@ -192,6 +192,8 @@ fn main() -> anyhow::Result<()> {
 struct Measurement {
     signatures: u64,
     elapsed: Duration,
+    /// CPU time (user + system) the child spent in the timed part.
+    cpu: Duration,
 }
 
 impl Measurement {
@@ -200,7 +202,12 @@ impl Measurement {
     }
 
     fn to_json_line(self) -> String {
-        json!({"signatures": self.signatures, "elapsed_s": self.elapsed.as_secs_f64()}).to_string()
+        json!({
+            "signatures": self.signatures,
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "cpu_s": self.cpu.as_secs_f64(),
+        })
+        .to_string()
     }
 
     fn from_json_line(line: &str) -> anyhow::Result<Self> {
@@ -209,6 +216,7 @@ impl Measurement {
         Ok(Self {
             signatures: value["signatures"].as_u64().context("no signatures")?,
             elapsed: Duration::from_secs_f64(value["elapsed_s"].as_f64().context("no elapsed_s")?),
+            cpu: Duration::from_secs_f64(value["cpu_s"].as_f64().context("no cpu_s")?),
         })
     }
 }
@@ -279,7 +287,13 @@ fn measure_raw(options: &Options) -> anyhow::Result<Measurement> {
     (open, warm_up) = raw_phase(open, private, WARM_UP)?;
     ensure!(warm_up.signatures > 0, "no signature during warm-up");
     let measurement;
+    let cpu_before = process_cpu_ticks(std::process::id());
     (open, measurement) = raw_phase(open, private, Duration::from_secs_f64(options.seconds))?;
+    let cpu_ticks = process_cpu_ticks(std::process::id()).saturating_sub(cpu_before);
+    let measurement = Measurement {
+        cpu: Duration::from_secs_f64(cpu_ticks as f64 / TICKS_PER_SECOND),
+        ..measurement
+    };
     open[0].destroy_object(private)?;
     open[0].destroy_object(public)?;
     for session in open {
@@ -356,6 +370,7 @@ fn raw_phase(
         Measurement {
             signatures,
             elapsed,
+            cpu: Duration::ZERO,
         },
     ))
 }
@@ -606,12 +621,17 @@ struct CpuSnapshot {
     threads: BTreeMap<u32, (String, u64)>,
 }
 
+/// CPU ticks (user + system, every thread) of a process so far.
+fn process_cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat_ticks(&stat))
+        .map_or(0, |(_, ticks)| ticks)
+}
+
 fn cpu_snapshot(pid: u32) -> CpuSnapshot {
     let mut snapshot = CpuSnapshot {
-        process: std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| stat_ticks(&stat))
-            .map_or(0, |(_, ticks)| ticks),
+        process: process_cpu_ticks(pid),
         threads: BTreeMap::new(),
     };
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
@@ -1183,6 +1203,14 @@ fn run_latency(
     Ok(latency)
 }
 
+/// The 1-minute load average, as /proc/loadavg says.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
 fn median(values: &[Duration]) -> Option<Duration> {
     let mut sorted = values.to_vec();
     sorted.sort();
@@ -1236,6 +1264,7 @@ fn run_all(options: &Options) -> anyhow::Result<()> {
         options.latency_targets,
         options.seconds
     );
+    let load_start = load_average();
     eprintln!(
         "raw cryptoki baseline, {workers} session(s), {} s",
         options.seconds
@@ -1278,6 +1307,17 @@ fn run_all(options: &Options) -> anyhow::Result<()> {
     let raw = raw_before.per_second().max(raw_after.per_second());
     let rate = bulk.targets as f64 / bulk.elapsed.as_secs_f64();
     let ratio = rate / raw;
+    // CPU per signature, which other load on the machine hardly changes:
+    // the raw loop's (the lower of before/after) against rkmd's (every
+    // thread, K-th approval to artefact complete) plus rkm collect's.
+    let raw_cpu_us = [raw_before, raw_after]
+        .iter()
+        .filter(|m| m.signatures > 0 && !m.cpu.is_zero())
+        .map(|m| m.cpu.as_secs_f64() * 1e6 / m.signatures as f64)
+        .fold(f64::INFINITY, f64::min);
+    let rkmd_cpu = bulk.rkmd_cpu.first().map_or(0.0, |(_, seconds)| *seconds);
+    let e2e_cpu_us =
+        (rkmd_cpu + bulk.collect.cpu_seconds.unwrap_or(0.0)) * 1e6 / bulk.targets as f64;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -1312,6 +1352,26 @@ fn run_all(options: &Options) -> anyhow::Result<()> {
         "ratio to the raw loop (the higher of before/after)",
         format!("{ratio:.2}"),
         &format!(">= {RATIO_TARGET} {}", verdict(ratio >= RATIO_TARGET)),
+    );
+    row(
+        "CPU per signature: raw loop (the lower of before/after)",
+        format!("{raw_cpu_us:.1} us"),
+        "",
+    );
+    row(
+        "CPU per signature: rkmd (all threads) + rkm collect",
+        format!("{e2e_cpu_us:.1} us"),
+        "",
+    );
+    row(
+        "CPU-normalised ratio (raw CPU/sig / end-to-end CPU/sig)",
+        format!("{:.2}", raw_cpu_us / e2e_cpu_us),
+        "(what an idle machine would give)",
+    );
+    row(
+        "cores rkmd had in the window (other load lowers it)",
+        format!("{:.2} of {cores}", rkmd_cpu / bulk.elapsed.as_secs_f64()),
+        "",
     );
     row(
         "peak RSS rkmd (VmHWM after the bulk run)",
@@ -1402,6 +1462,10 @@ fn run_all(options: &Options) -> anyhow::Result<()> {
     row(
         "rkmd VmHWM at the end (after the latency runs)",
         mib(rkmd_hwm_end),
+    );
+    row(
+        "load average (1 min) at the start / at the end",
+        format!("{load_start} / {}", load_average()),
     );
     let _ = writeln!(out, "\ncommand: {command}");
     print!("{out}");
