@@ -12,7 +12,10 @@
 //! * `--seconds S` (or env `RKM_BENCH_SECONDS`): the timed part of each
 //!   measurement, default 3;
 //! * `--sessions N`: the "many" configuration, default the number of cores;
-//! * `--in-flight K`: concurrent requests per HSM worker, default 8;
+//! * `--in-flight K`: concurrent single-signature requests per HSM worker,
+//!   default 8;
+//! * `--batch B`: digests per `sign_digests` call in the batched rows, default
+//!   64 (what recovery signing uses), with two calls in flight per worker;
 //! * `--repeat R`: measure every configuration R times, interleaved, and report
 //!   the median (on a noisy machine), default 1;
 //! * `--json`: print one JSON document instead of the table.
@@ -50,11 +53,16 @@ const PIN_ENV: &str = "RKM_BENCH_PIN";
 const WARM_UP: Duration = Duration::from_millis(300);
 const DEFAULT_SECONDS: f64 = 3.0;
 const DEFAULT_IN_FLIGHT_PER_WORKER: usize = 8;
+/// Digests per `sign_digests` call; recovery signing uses the same.
+const DEFAULT_BATCH: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Raw,
+    /// One `sign_digest` call per signature.
     Hsm,
+    /// `sign_digests` with `--batch` digests per call, as recovery signing does.
+    HsmBatch,
 }
 
 impl FromStr for Mode {
@@ -64,7 +72,8 @@ impl FromStr for Mode {
         match value {
             "raw" => Ok(Mode::Raw),
             "hsm" => Ok(Mode::Hsm),
-            other => bail!("unknown --measure {other:?} (expected raw or hsm)"),
+            "hsm-batch" => Ok(Mode::HsmBatch),
+            other => bail!("unknown --measure {other:?} (expected raw, hsm or hsm-batch)"),
         }
     }
 }
@@ -74,6 +83,7 @@ impl Mode {
         match self {
             Mode::Raw => "raw",
             Mode::Hsm => "hsm",
+            Mode::HsmBatch => "hsm-batch",
         }
     }
 }
@@ -84,6 +94,7 @@ struct Options {
     seconds: f64,
     sessions: Option<usize>,
     in_flight: usize,
+    batch: usize,
     repeat: usize,
     json: bool,
     module: Option<PathBuf>,
@@ -111,6 +122,7 @@ impl Options {
             seconds,
             sessions: None,
             in_flight: DEFAULT_IN_FLIGHT_PER_WORKER,
+            batch: DEFAULT_BATCH,
             repeat: 1,
             json: false,
             module: None,
@@ -131,6 +143,7 @@ impl Options {
                 "--seconds" => options.seconds = parse_value(&name, value())?,
                 "--sessions" => options.sessions = Some(parse_value(&name, value())?),
                 "--in-flight" => options.in_flight = parse_value(&name, value())?,
+                "--batch" => options.batch = parse_value(&name, value())?,
                 "--repeat" => options.repeat = parse_value(&name, value())?,
                 "--module" => options.module = Some(parse_value(&name, value())?),
                 "--label" => options.label = Some(parse_value(&name, value())?),
@@ -142,8 +155,12 @@ impl Options {
         if !(options.seconds.is_finite() && options.seconds > 0.0) {
             bail!("--seconds must be positive, not {}", options.seconds);
         }
-        if options.sessions == Some(0) || options.in_flight == 0 || options.repeat == 0 {
-            bail!("--sessions, --in-flight and --repeat must be at least 1");
+        if options.sessions == Some(0)
+            || options.in_flight == 0
+            || options.batch == 0
+            || options.repeat == 0
+        {
+            bail!("--sessions, --in-flight, --batch and --repeat must be at least 1");
         }
         Ok(options)
     }
@@ -201,7 +218,7 @@ fn main() -> anyhow::Result<()> {
             let sessions = options.sessions.unwrap_or(1);
             let measurement = match mode {
                 Mode::Raw => measure_raw(&options, sessions)?,
-                Mode::Hsm => measure_hsm(&options, sessions)?,
+                Mode::Hsm | Mode::HsmBatch => measure_hsm(&options, mode, sessions)?,
             };
             let mut stdout = std::io::stdout().lock();
             writeln!(stdout, "{}", measurement.to_json_line())?;
@@ -245,7 +262,7 @@ fn run_all(options: &Options) -> anyhow::Result<()> {
     let mut rows: Vec<Row> = counts
         .iter()
         .flat_map(|&sessions| {
-            [Mode::Raw, Mode::Hsm].map(|mode| Row {
+            [Mode::Raw, Mode::Hsm, Mode::HsmBatch].map(|mode| Row {
                 mode,
                 sessions,
                 samples: Vec::with_capacity(options.repeat),
@@ -284,7 +301,8 @@ fn run_all(options: &Options) -> anyhow::Result<()> {
                 json!({
                     "config": row.mode.as_str(),
                     "sessions": row.sessions,
-                    "in_flight": (row.mode == Mode::Hsm).then_some(row.sessions * options.in_flight),
+                    "in_flight": (row.mode != Mode::Raw).then_some(row.sessions * options.in_flight),
+                    "batch": (row.mode == Mode::HsmBatch).then_some(options.batch),
                     "signatures_per_second": rate,
                     "ratio_to_raw": raw_rate(row.sessions).map(|raw| rate / raw),
                     "samples": samples,
@@ -319,8 +337,13 @@ fn run_all(options: &Options) -> anyhow::Result<()> {
                 format!("raw cryptoki, {n} session{}", plural(n)),
                 "1.00".into(),
             ),
-            Mode::Hsm => (
-                format!("rkm hsm, {n} worker{}", plural(n)),
+            Mode::Hsm | Mode::HsmBatch => (
+                match row.mode {
+                    Mode::HsmBatch => {
+                        format!("rkm hsm, {n} worker{}, batch {}", plural(n), options.batch)
+                    }
+                    _ => format!("rkm hsm, {n} worker{}", plural(n)),
+                },
                 match raw_rate(n) {
                     Some(raw) => format!("{:.2} of raw {n} session{}", rate / raw, plural(n)),
                     None => String::new(),
@@ -344,6 +367,7 @@ fn run_child(options: &Options, mode: Mode, sessions: usize) -> anyhow::Result<M
         .args(["--sessions", &sessions.to_string()])
         .args(["--seconds", &options.seconds.to_string()])
         .args(["--in-flight", &options.in_flight.to_string()])
+        .args(["--batch", &options.batch.to_string()])
         .arg("--module")
         .arg(token.module())
         .args(["--label", token.label()])
@@ -506,21 +530,25 @@ fn raw_phase(
 // ---------------------------------------------------------------------------
 // Child, through the rkm HSM layer on a multi-thread tokio runtime.
 
-fn measure_hsm(options: &Options, workers: usize) -> anyhow::Result<Measurement> {
+fn measure_hsm(options: &Options, mode: Mode, workers: usize) -> anyhow::Result<Measurement> {
     let token = child_token(options)?;
     let hsm = open_hsm(&token.module, &token.label, token.pin, workers)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let in_flight = workers * options.in_flight;
+    // Batches keep a few jobs per worker queued; single calls need more.
+    let (in_flight, batch) = match mode {
+        Mode::HsmBatch => (workers * 2, options.batch),
+        _ => (workers * options.in_flight, 1),
+    };
     let duration = options.duration();
     let measurement = runtime.block_on(async {
         let generated = hsm.generate_recovery_key().await?;
-        let warm_up = hsm_phase(&hsm, generated.private, in_flight, WARM_UP).await?;
+        let warm_up = hsm_phase(&hsm, generated.private, in_flight, batch, WARM_UP).await?;
         if warm_up.signatures == 0 {
             bail!("no signature during warm-up");
         }
-        let measurement = hsm_phase(&hsm, generated.private, in_flight, duration).await?;
+        let measurement = hsm_phase(&hsm, generated.private, in_flight, batch, duration).await?;
         hsm.destroy(generated.private).await?;
         hsm.destroy(generated.public).await?;
         anyhow::Ok(measurement)
@@ -539,11 +567,13 @@ fn open_hsm(module: &Path, label: &str, pin: String, workers: usize) -> anyhow::
     })?)
 }
 
-/// Keeps `in_flight` signing requests outstanding for `duration`.
+/// Keeps `in_flight` signing requests of `batch` digests each (1: single
+/// `sign_digest` calls) outstanding for `duration`.
 async fn hsm_phase(
     hsm: &Hsm,
     key: SigningKey,
     in_flight: usize,
+    batch: usize,
     duration: Duration,
 ) -> anyhow::Result<Measurement> {
     let start = Instant::now();
@@ -556,9 +586,14 @@ async fn hsm_phase(
             let mut counter = (task as u64) << 40;
             let mut signatures = 0u64;
             while Instant::now() < deadline {
-                hsm.sign_digest(key, digest(counter)).await?;
-                counter += 1;
-                signatures += 1;
+                if batch == 1 {
+                    hsm.sign_digest(key, digest(counter)).await?;
+                } else {
+                    let digests = (counter..counter + batch as u64).map(digest).collect();
+                    hsm.sign_digests(key, digests).await?;
+                }
+                counter += batch as u64;
+                signatures += batch as u64;
             }
             anyhow::Ok(signatures)
         });

@@ -148,6 +148,35 @@ async fn many_concurrent_signs_across_workers_all_verify() {
     assert_eq!(verified, 2_000);
 }
 
+#[tokio::test]
+async fn batched_signatures_come_back_in_order_low_s_and_fail_whole_on_a_gone_key() {
+    let (_token, hsm) = fresh_hsm(2);
+    let generated = hsm.generate_recovery_key().await.unwrap();
+    let digests: Vec<[u8; 32]> = (0..300u32)
+        .map(|index| Sha256::digest(index.to_be_bytes()).into())
+        .collect();
+    let signatures = hsm
+        .sign_digests(generated.private, digests.clone())
+        .await
+        .unwrap();
+    assert_eq!(signatures.len(), digests.len());
+    for (digest, signature) in digests.iter().zip(&signatures) {
+        let signature = verify(&generated.public_key_spki, digest, signature);
+        assert!(signature.normalize_s().is_none(), "S is low");
+    }
+    assert!(hsm.sign_digests(generated.private, Vec::new()).await.unwrap().is_empty());
+
+    hsm.destroy(generated.private).await.unwrap();
+    let error = hsm
+        .sign_digests(generated.private, digests)
+        .await
+        .expect_err("a destroyed key signs nothing");
+    assert!(
+        error.to_string().contains("ObjectHandleInvalid"),
+        "the error names the missing object: {error}"
+    );
+}
+
 #[test]
 fn wrong_pin_unknown_label_and_missing_module_fail_with_what_to_do() {
     let token = SoftHsmToken::create("rkm-test").unwrap();

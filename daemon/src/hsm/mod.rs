@@ -325,6 +325,26 @@ impl Hsm {
         .await
     }
 
+    /// ECDSA P-256 signatures (low-S, r‖s) over many SHA-256 digests, in order,
+    /// as one job on one session: bulk signing pays the hand-off to a worker
+    /// and the wake-up of the caller once per batch instead of per signature.
+    ///
+    /// # Errors
+    /// The HSM fails or the key is gone; no signature of the batch is returned.
+    pub async fn sign_digests(
+        &self,
+        key: SigningKey,
+        digests: Vec<[u8; 32]>,
+    ) -> Result<Vec<[u8; 64]>, HsmError> {
+        self.submit("sign batch", Retry::OnceAfterReopen, move |session| {
+            digests
+                .iter()
+                .map(|digest| ops::sign_ecdsa(session, key.0, digest))
+                .collect()
+        })
+        .await
+    }
+
     /// Destroys an object rkm created.
     ///
     /// # Errors
