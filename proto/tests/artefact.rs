@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use rkm_proto::approval::ApprovalError;
 use rkm_proto::artefact::{
     ARTEFACT_MAGIC, ArtefactError, ArtefactHeader, ArtefactWriter, CommandProblem, HeaderError,
-    verify_artefact,
+    verify_artefact, verify_artefact_on_threads,
 };
 use rkm_proto::checkpoint::CheckpointError;
 use rkm_proto::command::CommandError;
@@ -641,5 +641,68 @@ fn artefact_over_long_lines_are_refused_without_reading_them_whole() {
             assert!(reason.contains("longer"), "{reason}")
         }
         other => panic!("{other}"),
+    }
+}
+
+/// Replaces the signature of the S line for `sequence` by that of another
+/// sequence, so the line is well formed but its signature fails.
+fn break_signature(text: &mut [String], sequence: usize) {
+    let donor = text[2 + (sequence + 1) % (text.len() - 3)]
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let line = &mut text[2 + sequence];
+    let kept = line.rsplit_once(' ').unwrap().0.to_owned();
+    *line = format!("{kept} {donor}");
+}
+
+#[test]
+fn artefact_first_bad_record_is_named_whatever_the_number_of_threads() {
+    let fix = fixture(2, 3, 7);
+    let (bytes, _, _) = fix.recovery_bundle(3_000);
+    let mut text = lines(&bytes);
+    // Bad signatures late, early and in between: the earliest is named.
+    for sequence in [2_900, 1_777, 613, 2_001] {
+        break_signature(&mut text, sequence);
+    }
+    let bad_signatures = join(&text);
+    // A bad signature followed by a structural fault, and the reverse.
+    let mut text = lines(&bytes);
+    break_signature(&mut text, 1_500);
+    text[2 + 2_500] = "S 2500 meter-002501".to_owned();
+    let signature_first = join(&text);
+    let mut text = lines(&bytes);
+    break_signature(&mut text, 2_500);
+    text[2 + 900] = "S 900".to_owned();
+    let structure_first = join(&text);
+
+    for threads in [1, 2, 3, 8] {
+        let verify = |bytes: &[u8]| {
+            verify_artefact_on_threads(bytes, &fix.record, &fix.audit_key, threads, |_| {})
+        };
+        let summary = verify(&bytes).unwrap_or_else(|e| panic!("{threads} threads: {e}"));
+        assert_eq!(summary.target_count, 3_000);
+        match verify(&bad_signatures).unwrap_err() {
+            ArtefactError::Command {
+                line,
+                sequence: 613,
+                problem: CommandProblem::Signature(CommandError::BadSignature),
+                ..
+            } => assert_eq!(line, 2 + 613 + 1),
+            other => panic!("{threads} threads: {other}"),
+        }
+        match verify(&signature_first).unwrap_err() {
+            ArtefactError::Command {
+                sequence: 1_500,
+                problem: CommandProblem::Signature(_),
+                ..
+            } => {}
+            other => panic!("{threads} threads: {other}"),
+        }
+        match verify(&structure_first).unwrap_err() {
+            ArtefactError::Malformed { line, .. } => assert_eq!(line, 2 + 900 + 1),
+            other => panic!("{threads} threads: {other}"),
+        }
     }
 }

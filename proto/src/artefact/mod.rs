@@ -32,6 +32,9 @@ use crate::approval::{Approval, ApprovalError, approvals_digest, verify_approval
 use crate::audit_entry::{AuditEntry, Outcome};
 use crate::checkpoint::{CheckpointError, VerifierKey, open_signed_checkpoint};
 use crate::command::{CommandError, CommandVerifier, normalize_signature};
+use signatures::SignatureCheck;
+
+mod signatures;
 use crate::key_record::{KeyRecord, MAX_LABEL_LEN};
 use crate::merkle::{Hash, ProofError, leaf_hash, verify_inclusion};
 use crate::recovery_request::{
@@ -742,6 +745,24 @@ pub fn verify_artefact(
     input: impl BufRead,
     record: &KeyRecord,
     audit_key: &VerifierKey,
+    progress: impl FnMut(u64),
+) -> Result<ArtefactSummary, ArtefactError> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    verify_artefact_on_threads(input, record, audit_key, threads, progress)
+}
+
+/// [`verify_artefact`] with the signature checks on `threads` threads (1: on
+/// the calling thread). The result does not depend on `threads`: the first
+/// bad record is named whichever thread finds it.
+///
+/// # Errors
+///
+/// As [`verify_artefact`].
+pub fn verify_artefact_on_threads(
+    input: impl BufRead,
+    record: &KeyRecord,
+    audit_key: &VerifierKey,
+    threads: usize,
     mut progress: impl FnMut(u64),
 ) -> Result<ArtefactSummary, ArtefactError> {
     let mut lines = LineReader {
@@ -798,80 +819,79 @@ pub fn verify_artefact(
     let approved_targets = summary.request.targets;
     drop(header);
 
-    let mut targets = TargetsHasher::new();
-    let mut next_sequence = 0u64;
-    loop {
-        let line = lines.line + 1;
-        match lines.next(MAX_RECORD_LINE_LEN)? {
-            Line::Complete => {}
-            Line::End | Line::Cut => {
-                return Err(ArtefactError::Truncated {
-                    line,
-                    found: next_sequence,
-                    expected: target_count,
-                });
+    signatures::check_signatures(&verifier, &digest, threads, |checks| {
+        let mut targets = TargetsHasher::new();
+        let mut next_sequence = 0u64;
+        loop {
+            let line = lines.line + 1;
+            match lines.next(MAX_RECORD_LINE_LEN)? {
+                Line::Complete => {}
+                Line::End | Line::Cut => {
+                    return Err(ArtefactError::Truncated {
+                        line,
+                        found: next_sequence,
+                        expected: target_count,
+                    });
+                }
             }
-        }
-        let text = lines.text()?;
-        let mut fields = text.split(' ');
-        match fields.next() {
-            Some("S") => {
-                let command = SignedLine::parse(line, fields)?;
-                command.check(
-                    next_sequence,
-                    target_count,
-                    &verifier,
-                    &digest,
-                    &mut targets,
-                )?;
-                next_sequence += 1;
-                progress(next_sequence);
-            }
-            Some("end") => {
-                let stated = match (fields.next().and_then(canonical_u64), fields.next()) {
-                    (Some(stated), None) => stated,
-                    _ => {
-                        return Err(ArtefactError::Malformed {
+            let text = lines.text()?;
+            let mut fields = text.split(' ');
+            match fields.next() {
+                Some("S") => {
+                    let command = SignedLine::parse(line, fields)?;
+                    let check = command.check(next_sequence, target_count, &mut targets)?;
+                    next_sequence += 1;
+                    progress(next_sequence);
+                    if !checks.push(check) {
+                        return Ok(None);
+                    }
+                }
+                Some("end") => {
+                    let stated = match (fields.next().and_then(canonical_u64), fields.next()) {
+                        (Some(stated), None) => stated,
+                        _ => {
+                            return Err(ArtefactError::Malformed {
+                                line,
+                                reason: "the end line is not \"end <count>\"".to_owned(),
+                            });
+                        }
+                    };
+                    if stated != target_count || next_sequence != target_count {
+                        return Err(ArtefactError::CountMismatch {
                             line,
-                            reason: "the end line is not \"end <count>\"".to_owned(),
+                            stated,
+                            expected: target_count,
+                            found: next_sequence,
                         });
                     }
-                };
-                if stated != target_count || next_sequence != target_count {
-                    return Err(ArtefactError::CountMismatch {
-                        line,
-                        stated,
-                        expected: target_count,
-                        found: next_sequence,
-                    });
-                }
-                let computed = targets.finish();
-                if computed != approved_targets {
-                    return Err(ArtefactError::TargetsMismatch {
-                        line,
-                        computed: hex::encode(computed.sha256),
-                        approved: hex::encode(approved_targets.sha256),
-                    });
-                }
-                return match lines.next(MAX_RECORD_LINE_LEN) {
-                    Ok(Line::End) => Ok(summary),
-                    Ok(_) | Err(ArtefactError::Malformed { .. }) => {
-                        Err(ArtefactError::TrailingData { line: line + 1 })
+                    let computed = targets.finish();
+                    if computed != approved_targets {
+                        return Err(ArtefactError::TargetsMismatch {
+                            line,
+                            computed: hex::encode(computed.sha256),
+                            approved: hex::encode(approved_targets.sha256),
+                        });
                     }
-                    Err(e) => Err(e),
-                };
-            }
-            _ => {
-                return Err(ArtefactError::Malformed {
-                    line,
-                    reason: format!(
-                        "expected an S line or the end line, found {:?}",
-                        excerpt(text.get(..40).unwrap_or(text))
-                    ),
-                });
+                    return match lines.next(MAX_RECORD_LINE_LEN) {
+                        Ok(Line::End) => Ok(Some(summary)),
+                        Ok(_) | Err(ArtefactError::Malformed { .. }) => {
+                            Err(ArtefactError::TrailingData { line: line + 1 })
+                        }
+                        Err(e) => Err(e),
+                    };
+                }
+                _ => {
+                    return Err(ArtefactError::Malformed {
+                        line,
+                        reason: format!(
+                            "expected an S line or the end line, found {:?}",
+                            excerpt(text.get(..40).unwrap_or(text))
+                        ),
+                    });
+                }
             }
         }
-    }
+    })
 }
 
 /// An S line split into its fields.
@@ -906,14 +926,14 @@ impl<'a> SignedLine<'a> {
         })
     }
 
+    /// Checks everything but the signature, which the caller checks with
+    /// the returned [`SignatureCheck`].
     fn check(
         &self,
         expected: u64,
         target_count: u64,
-        verifier: &CommandVerifier,
-        digest: &[u8; 32],
         targets: &mut TargetsHasher,
-    ) -> Result<(), ArtefactError> {
+    ) -> Result<SignatureCheck, ArtefactError> {
         let fail = |problem| ArtefactError::Command {
             line: self.line,
             sequence: self.sequence,
@@ -939,9 +959,12 @@ impl<'a> SignedLine<'a> {
         {
             return Err(fail(CommandProblem::SignatureNotHex));
         }
-        verifier
-            .verify_command(digest, self.sequence, self.device_id, &signature)
-            .map_err(|e| fail(CommandProblem::Signature(e)))
+        Ok(SignatureCheck {
+            line: self.line,
+            sequence: self.sequence,
+            device_id: self.device_id.to_owned(),
+            signature,
+        })
     }
 }
 
