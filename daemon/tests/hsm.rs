@@ -164,7 +164,12 @@ async fn batched_signatures_come_back_in_order_low_s_and_fail_whole_on_a_gone_ke
         let signature = verify(&generated.public_key_spki, digest, signature);
         assert!(signature.normalize_s().is_none(), "S is low");
     }
-    assert!(hsm.sign_digests(generated.private, Vec::new()).await.unwrap().is_empty());
+    assert!(
+        hsm.sign_digests(generated.private, Vec::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     hsm.destroy(generated.private).await.unwrap();
     let error = hsm

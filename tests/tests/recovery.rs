@@ -255,6 +255,17 @@ impl Setup {
             .unwrap()
     }
 
+    /// The ceremony's state as stored, read while rkmd is down.
+    fn show_offline_state(&self, ceremony_id: &str) -> String {
+        self.db()
+            .query_row(
+                "SELECT state FROM ceremonies WHERE id = ?1",
+                [ceremony_id],
+                |row| row.get(0),
+            )
+            .unwrap()
+    }
+
     /// Every custodian's share, decrypted here.
     fn shares(&self) -> Vec<Share> {
         self.custodians
@@ -518,6 +529,32 @@ fn recovery_three_of_five_for_ten_thousand_targets_verifies_offline_and_in_the_a
     assert_eq!(report["resumed_from"], (whole.len() / 2) as u64);
     assert_eq!(std::fs::read(&resumed).unwrap(), whole);
     assert!(!setup.dir.path().join("resumed.rkma.partial").exists());
+
+    // A partial file whose header is not this artefact's (another run's or
+    // another ceremony's) is dropped, and collection starts over.
+    let restarted = setup.dir.path().join("restarted.rkma");
+    let mut stale = whole[..whole.len() / 3].to_vec();
+    let in_header = "rkm-artefact v1\nheader ".len() + 10;
+    stale[in_header] = if stale[in_header] == b'A' { b'B' } else { b'A' };
+    std::fs::write(setup.dir.path().join("restarted.rkma.partial"), &stale).unwrap();
+    let output = setup.rkm(&[
+        "recovery",
+        "collect",
+        &id,
+        "-o",
+        path_str(&restarted),
+        "--output",
+        "json",
+    ]);
+    let report = assert_ok_json(&output, "collect over a stale partial");
+    assert_eq!(report["resumed_from"], 0);
+    assert_eq!(report["discarded_bytes"], stale.len() as u64);
+    assert!(
+        text(&output.stderr).contains("not part of the artefact"),
+        "the operator is told why: {}",
+        text(&output.stderr)
+    );
+    assert_eq!(std::fs::read(&restarted).unwrap(), whole);
 
     // A second collect refuses to overwrite the file.
     assert_fails(
@@ -967,6 +1004,61 @@ fn recovery_survives_kill_nine_after_two_approvals_and_completes_with_the_third(
         verified["approvers"],
         serde_json::json!(["alice", "bob", "carol"])
     );
+    assert!(setup.held_shares(&id).iter().all(|(_, held)| !held));
+}
+
+#[test]
+fn recovery_killed_while_signing_signs_anew_and_collect_drops_the_stale_partial() {
+    const TARGETS: usize = 100_000;
+    let mut setup = setup();
+    let id = setup.open_with_targets(TARGETS);
+    setup.approve_with(&id, &[0, 1, 2]);
+
+    // Copy what rkmd has signed so far, as an interrupted collect would hold
+    // it, then kill rkmd in the middle of signing.
+    let signing = setup
+        .daemon
+        .state_dir()
+        .join("artefacts")
+        .join(format!("{id}.rkma"));
+    let deadline = std::time::Instant::now() + SIGNING_TIMEOUT;
+    let held = loop {
+        let bytes = std::fs::read(&signing).unwrap_or_default();
+        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if bytes[..complete].iter().filter(|&&b| b == b'\n').count() > 500 {
+            break bytes[..complete].to_vec();
+        }
+        assert!(std::time::Instant::now() < deadline, "rkmd signs nothing");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    setup.daemon.stop_with("KILL").unwrap();
+    assert_ne!(
+        setup.show_offline_state(&id),
+        "completed",
+        "the kill must land mid-signing for this test to mean anything"
+    );
+    let artefact = setup.dir.path().join("killed.rkma");
+    std::fs::write(setup.dir.path().join("killed.rkma.partial"), &held).unwrap();
+
+    setup.daemon.serve().unwrap();
+    let output = setup.rkm(&[
+        "recovery",
+        "collect",
+        &id,
+        "-o",
+        path_str(&artefact),
+        "--output",
+        "json",
+    ]);
+    let report = assert_ok_json(&output, "collect after the restart");
+    assert_eq!(report["commands"], TARGETS as u64);
+    assert_eq!(report["resumed_from"], 0);
+    assert_eq!(report["discarded_bytes"], held.len() as u64);
+    let verified = assert_ok_json(
+        &setup.verify_artefact(&artefact, &["--output", "json"]),
+        "artefact verify",
+    );
+    assert_eq!(verified["target_count"], TARGETS as u64);
     assert!(setup.held_shares(&id).iter().all(|(_, held)| !held));
 }
 

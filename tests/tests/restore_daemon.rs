@@ -312,7 +312,49 @@ fn a_key_restored_into_another_hsm_recovers_and_verifies_against_its_original_pu
         "import with the wrong record audit key",
     );
 
-    let imported = json(&import(&audit_key_a), "key import");
+    // Two imports of the record at once: one key, one audited refusal.
+    let (first, second) = std::thread::scope(|scope| {
+        let first = scope.spawn(|| import(&audit_key_a));
+        let second = scope.spawn(|| import(&audit_key_a));
+        (first.join().unwrap(), second.join().unwrap())
+    });
+    let (winner, loser) = if first.status.success() {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    fails(&loser, 6, "already", "the concurrent second import");
+    let imported = json(&winner, "key import");
+    let import_entries = json(
+        &daemon_b
+            .rkm(&[
+                "audit",
+                "show",
+                "--action",
+                "key.import",
+                "--output",
+                "json",
+            ])
+            .unwrap(),
+        "audit show",
+    );
+    let outcomes: Vec<&str> = import_entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes.iter().filter(|&&o| o == "ok").count(),
+        1,
+        "one import took effect: {import_entries}"
+    );
+    assert_eq!(
+        outcomes.len(),
+        4,
+        "the refusals (carol missing, wrong audit key, the concurrent import) are audited: {import_entries}"
+    );
+
     assert_eq!(imported["key_id"], key_id.as_str(), "{imported}");
     assert_eq!(imported["label"], LABEL);
     assert_eq!(imported["state"], "active");

@@ -3,6 +3,7 @@
 use std::pin::Pin;
 use std::time::Duration;
 
+use rkm_proto::artefact::header_lines_digest;
 use rkm_proto::v1::open_recovery_request::Part;
 use rkm_proto::v1::recovery_service_server::RecoveryService;
 use rkm_proto::v1::{
@@ -260,6 +261,15 @@ impl RecoveryService for RecoveryApi {
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
             let mut offset = request.offset;
+            if offset > 0 {
+                match resume_offset(&services, &summary.ceremony_id, &path, &request).await {
+                    Ok(resume) => offset = resume,
+                    Err(status) => {
+                        let _ = sender.send(Err(status)).await;
+                        return;
+                    }
+                }
+            }
             let mut buffer = vec![0u8; CHUNK];
             loop {
                 let summary = match services.get_recovery(summary.ceremony_id.clone()).await {
@@ -312,6 +322,58 @@ impl RecoveryService for RecoveryApi {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(receiver),
         )))
+    }
+}
+
+/// Where a collector holding `request.offset` bytes resumes: there if the
+/// header lines it holds are the artefact's, else at 0 (the artefact was
+/// signed anew after a restart, or the bytes belong to another ceremony).
+/// Waits while signing has not yet written the header.
+async fn resume_offset(
+    services: &Services,
+    ceremony_id: &str,
+    path: &std::path::Path,
+    request: &CollectArtefactRequest,
+) -> Result<u64, Status> {
+    loop {
+        let file = path.to_owned();
+        let digest = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(file)?;
+            header_lines_digest(std::io::BufReader::new(file))
+        })
+        .await
+        .map_err(|_| Status::internal("reading the artefact header failed"))?;
+        match digest {
+            Ok(Some(digest)) if digest.as_slice() == request.header_sha256.as_slice() => {
+                return Ok(request.offset);
+            }
+            Ok(Some(_)) => {
+                tracing::info!(
+                    ceremony = %ceremony_id,
+                    held = request.offset,
+                    "the collector's bytes are not part of this artefact; sending it from the start"
+                );
+                return Ok(0);
+            }
+            Ok(None) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                tracing::error!(%error, "reading an artefact header");
+                return Err(Status::internal(
+                    "the artefact cannot be read; see the rkmd log",
+                ));
+            }
+        }
+        // No header on disk yet: wait while signing, else let the stream
+        // report the ceremony's state.
+        let summary = services
+            .get_recovery(ceremony_id.to_owned())
+            .await
+            .map_err(ceremony_status)?;
+        if summary.state != recovery::RecoveryState::Signing {
+            return Ok(0);
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 

@@ -45,8 +45,16 @@ impl Services {
                 rkm_proto::fingerprint::fingerprint(&record.public_key_spki),
             );
         let (id, opener, key_id) = (ceremony_id.clone(), actor.to_owned(), record.key_id.clone());
-        self.audit
-            .record_with(event, move |connection| {
+        let recorded = self
+            .audit
+            .record_with(event.clone(), move |connection| {
+                // Two imports of one record race past the check above: the
+                // first to commit wins, the other is refused here.
+                if let Some(existing) = same_key_here(connection, &record)
+                    .map_err(crate::store::StoreError::from)?
+                {
+                    return Err(crate::audit::AuditError::Refused(already_here(&existing)));
+                }
                 let at = now();
                 let insert = |sql: &str, values: &[&dyn rusqlite::ToSql]| {
                     connection
@@ -80,7 +88,16 @@ impl Services {
                 }
                 Ok(())
             })
-            .await?;
+            .await;
+        match recorded {
+            Ok(_) => {}
+            Err(crate::audit::AuditError::Refused(reason)) => {
+                return self
+                    .refuse(event, CeremonyError::FailedPrecondition(reason))
+                    .await;
+            }
+            Err(error) => return Err(error.into()),
+        }
         self.audit.checkpoint().await?;
         self.get_key(key_id).await
     }
@@ -107,22 +124,12 @@ impl Services {
         record.validate().map_err(|e| {
             CeremonyError::InvalidArgument(format!("the key record is not valid: {e}"))
         })?;
-        let (key_id, label, spki) = (
-            record.key_id.clone(),
-            record.label.clone(),
-            record.public_key_spki.clone(),
-        );
+        let same_key = record.clone();
         let names: Vec<String> = record.custodians.iter().map(|c| c.name.clone()).collect();
         let (existing, enrolled) = self
             .store
             .with(move |connection| {
-                let existing: Option<String> = connection
-                    .query_row(
-                        "SELECT key_id FROM keys WHERE key_id = ?1 OR label = ?2 OR public_key_spki = ?3",
-                        params![key_id, label, spki],
-                        |row| row.get(0),
-                    )
-                    .optional()?;
+                let existing = same_key_here(connection, &same_key)?;
                 let enrolled = names
                     .iter()
                     .map(|name| custodians::load(connection, name))
@@ -131,9 +138,7 @@ impl Services {
             })
             .await?;
         if let Some(existing) = existing {
-            return Err(CeremonyError::FailedPrecondition(format!(
-                "key {existing} here already has this key id, label or public key"
-            )));
+            return Err(CeremonyError::FailedPrecondition(already_here(&existing)));
         }
         for (entry, enrolled) in record.custodians.iter().zip(enrolled) {
             match enrolled {
@@ -163,4 +168,22 @@ impl Services {
         }
         Ok(record)
     }
+}
+
+/// The key here with the record's key id, label or public key, if any.
+fn same_key_here(
+    connection: &rusqlite::Connection,
+    record: &rkm_proto::key_record::KeyRecord,
+) -> rusqlite::Result<Option<String>> {
+    connection
+        .query_row(
+            "SELECT key_id FROM keys WHERE key_id = ?1 OR label = ?2 OR public_key_spki = ?3",
+            params![record.key_id, record.label, record.public_key_spki],
+            |row| row.get(0),
+        )
+        .optional()
+}
+
+fn already_here(existing: &str) -> String {
+    format!("key {existing} here already has this key id, label or public key")
 }

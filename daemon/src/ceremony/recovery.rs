@@ -719,7 +719,17 @@ impl Services {
                     ..event
                 };
                 let ceremony_id = approval.ceremony_id.clone();
-                let reached = self.record_approval(event, approval, held).await?;
+                let reached = match self.record_approval(event.clone(), approval, held).await {
+                    Ok(reached) => reached,
+                    // Lost a race inside the transaction (the quorum was
+                    // reached or the nonce used meanwhile): nothing was kept.
+                    Err(CeremonyError::Audit(crate::audit::AuditError::Refused(reason))) => {
+                        return self
+                            .refuse(event, CeremonyError::FailedPrecondition(reason))
+                            .await;
+                    }
+                    Err(error) => return Err(error),
+                };
                 if reached {
                     let services = self.clone();
                     let id = ceremony_id.clone();

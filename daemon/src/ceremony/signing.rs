@@ -26,13 +26,15 @@ use crate::secrets::KekBytes;
 
 /// Targets read from the store per page while signing.
 const PAGE: usize = 4096;
+/// Pages read ahead of the signing.
+const PAGES_AHEAD: usize = 2;
 /// Commands signed per HSM job: enough that handing a job to a worker and
 /// waking the caller (~13 µs) is noise next to the signatures (~40 µs each),
 /// few enough that the first command is signed within milliseconds.
 const SIGN_BATCH: usize = 64;
 /// Batches in flight per HSM worker: one signing, the next ones queued, so a
 /// worker never waits for the async side between batches.
-const BATCHES_IN_FLIGHT_PER_WORKER: usize = 3;
+const BATCHES_IN_FLIGHT_PER_WORKER: usize = 4;
 /// How often (in signed commands) progress is written to the store.
 const PROGRESS_EVERY: u64 = 20_000;
 
@@ -359,6 +361,11 @@ impl Services {
                 for (sequence, device, signature) in batch {
                     writer.signed(sequence, &device, &signature)?;
                 }
+                // Caught up with the HSM: let collectors see what is signed
+                // now rather than when the buffer fills.
+                if queue.is_empty() {
+                    writer.flush()?;
+                }
             }
             let mut buffered = writer.finish()?;
             buffered.flush()?;
@@ -367,31 +374,19 @@ impl Services {
             Ok(file.metadata()?.len())
         });
 
-        let mut next_page: i64 = 0;
+        let (mut pages, reader) = self.read_targets_ahead(summary.ceremony_id.clone());
         let mut signed: u64 = 0;
         let mut pending = FuturesOrdered::new();
         let result: Result<(), CeremonyError> = async {
-            loop {
-                let (id, from) = (summary.ceremony_id.clone(), next_page);
-                let page: Vec<(i64, String)> = self
-                    .store
-                    .with(move |connection| {
-                        Ok(connection
-                            .prepare_cached(
-                                "SELECT seq, device_id FROM recovery_targets WHERE ceremony_id = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
-                            )?
-                            .query_map(params![id, from, PAGE as i64], |row| Ok((row.get(0)?, row.get(1)?)))?
-                            .collect::<Result<_, _>>()?)
-                    })
-                    .await?;
-                let Some(&(last, _)) = page.last() else { break };
-                next_page = last + 1;
+            while let Some(page) = pages.recv().await {
                 let mut page = page.into_iter().peekable();
                 while page.peek().is_some() {
                     let batch: Vec<(u64, String)> = page
                         .by_ref()
                         .take(SIGN_BATCH)
-                        .map(|(sequence, device)| (u64::try_from(sequence).unwrap_or_default(), device))
+                        .map(|(sequence, device)| {
+                            (u64::try_from(sequence).unwrap_or_default(), device)
+                        })
                         .collect();
                     let messages = batch
                         .iter()
@@ -403,21 +398,28 @@ impl Services {
                         (batch, signatures)
                     });
                     while pending.len() >= in_flight {
-                        self.write_next(&mut pending, &lines, &mut signed, &summary.ceremony_id).await?;
+                        self.write_next(&mut pending, &lines, &mut signed, &summary.ceremony_id)
+                            .await?;
                     }
                 }
             }
             while !pending.is_empty() {
-                self.write_next(&mut pending, &lines, &mut signed, &summary.ceremony_id).await?;
+                self.write_next(&mut pending, &lines, &mut signed, &summary.ceremony_id)
+                    .await?;
             }
             Ok(())
         }
         .await;
+        drop(pages);
         drop(lines);
         let written = writer
             .await
             .map_err(|_| CeremonyError::Internal("the artefact writer failed".to_owned()))?;
+        let read = reader
+            .await
+            .map_err(|_| CeremonyError::Internal("the target reader failed".to_owned()))?;
         result?;
+        read?;
         let size = written
             .map_err(|e| CeremonyError::Internal(format!("writing the artefact failed: {e}")))?;
         if signed != summary.target_count {
@@ -427,6 +429,44 @@ impl Services {
             )));
         }
         Ok((signed, size))
+    }
+
+    /// Reads the ceremony's targets in manifest order, a page at a time,
+    /// ahead of the signing so the HSM never waits for the store.
+    fn read_targets_ahead(
+        &self,
+        ceremony_id: String,
+    ) -> (
+        mpsc::Receiver<Vec<(i64, String)>>,
+        tokio::task::JoinHandle<Result<(), CeremonyError>>,
+    ) {
+        let (pages, receiver) = mpsc::channel(PAGES_AHEAD);
+        let store = self.store.clone();
+        let reader = tokio::spawn(async move {
+            let mut from: i64 = 0;
+            loop {
+                let id = ceremony_id.clone();
+                let page: Vec<(i64, String)> = store
+                    .with(move |connection| {
+                        Ok(connection
+                            .prepare_cached(
+                                "SELECT seq, device_id FROM recovery_targets WHERE ceremony_id = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+                            )?
+                            .query_map(params![id, from, PAGE as i64], |row| Ok((row.get(0)?, row.get(1)?)))?
+                            .collect::<Result<_, _>>()?)
+                    })
+                    .await?;
+                let Some(&(last, _)) = page.last() else {
+                    return Ok(());
+                };
+                from = last + 1;
+                // The signing stopped early: it reports why.
+                if pages.send(page).await.is_err() {
+                    return Ok(());
+                }
+            }
+        });
+        (receiver, reader)
     }
 
     async fn write_next<F>(

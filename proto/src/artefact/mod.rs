@@ -55,6 +55,31 @@ pub const MAX_RECORD_LINE_LEN: usize = 512;
 /// Longest header line: `header ` and the base64 of [`MAX_HEADER_LEN`] bytes.
 const MAX_HEADER_LINE_LEN: usize = 7 + MAX_HEADER_LEN.div_ceil(3) * 4;
 
+/// SHA-256 of a bundle's first two lines (magic and header, newlines
+/// included), or `None` while `input` does not hold both whole.
+///
+/// rkmd signs a ceremony anew, under a new header, when it restarts in the
+/// middle of signing; a collector resuming from a partial bundle sends this
+/// digest so that rkmd can tell whether the bytes it holds are still part of
+/// the artefact.
+///
+/// # Errors
+///
+/// Errors of `input`.
+pub fn header_lines_digest(input: impl BufRead) -> io::Result<Option<[u8; 32]>> {
+    use sha2::{Digest as _, Sha256};
+    let limit = ARTEFACT_MAGIC.len() + 1 + MAX_HEADER_LINE_LEN + 1;
+    let mut input = input.take(limit as u64);
+    let mut lines = Vec::new();
+    for _ in 0..2 {
+        input.read_until(b'\n', &mut lines)?;
+        if lines.last() != Some(&b'\n') {
+            return Ok(None);
+        }
+    }
+    Ok(Some(Sha256::digest(&lines).into()))
+}
+
 /// Most inclusion proof hashes (a tree of 2^64 leaves needs 64).
 const MAX_PROOF_LEN: usize = 64;
 
@@ -1087,6 +1112,16 @@ impl<W: Write> ArtefactWriter<W> {
         self.out.write_all(&self.line)?;
         self.next_sequence += 1;
         Ok(())
+    }
+
+    /// Flushes what is written so far, so readers of a bundle being signed
+    /// see every complete line.
+    ///
+    /// # Errors
+    ///
+    /// Errors of `out`.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 
     /// Writes the end line, flushes, and returns the writer.

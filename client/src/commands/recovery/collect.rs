@@ -4,10 +4,11 @@
 //! complete and the sizes agree (after an fsync of the file and its folder).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Read as _, Write as _};
+use std::io::{BufReader, BufWriter, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use rkm_proto::artefact::header_lines_digest;
 use rkm_proto::v1::recovery_service_client::RecoveryServiceClient;
 use rkm_proto::v1::{CollectArtefactRequest, RecoveryState};
 use serde::Serialize;
@@ -41,8 +42,11 @@ pub struct CollectReport {
     pub file: String,
     pub bytes: u64,
     pub commands: u64,
-    /// Bytes that were already in FILE.partial.
+    /// Bytes that were already in FILE.partial and kept.
     pub resumed_from: u64,
+    /// Bytes of FILE.partial dropped because they were not part of this
+    /// artefact.
+    pub discarded_bytes: u64,
 }
 
 /// FILE.partial.
@@ -104,23 +108,23 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
             return Err(error).with_context(|| format!("cannot read {}", partial.display()));
         }
     };
-    if summary.state == RecoveryState::Completed as i32 && resumed_from > summary.artefact_size {
-        bail!(
-            "{} holds {resumed_from} bytes, more than the {}-byte artefact of ceremony {}: it is not part of it; remove it and collect again",
-            partial.display(),
-            summary.artefact_size,
-            args.ceremony_id
-        );
-    }
-    let mut lines = if resumed_from > 0 {
-        count_lines(&partial).with_context(|| format!("cannot read {}", partial.display()))?
+    let (mut lines, header_sha256) = if resumed_from > 0 {
+        let read = || -> anyhow::Result<(u64, Vec<u8>)> {
+            let header = header_lines_digest(BufReader::new(File::open(&partial)?))?;
+            Ok((
+                count_lines(&partial)?,
+                header.map_or_else(Vec::new, Vec::from),
+            ))
+        };
+        read().with_context(|| format!("cannot read {}", partial.display()))?
     } else {
-        0
+        (0, Vec::new())
     };
     let mut stream = client
         .collect_artefact(CollectArtefactRequest {
             ceremony_id: args.ceremony_id.clone(),
             offset: resumed_from,
+            header_sha256,
         })
         .await
         .rpc("collecting the artefact")?
@@ -138,6 +142,7 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
     );
     bar.set_position(lines.saturating_sub(HEADER_LINES).min(summary.target_count));
     let mut offset = resumed_from;
+    let mut discarded = 0;
     while let Some(chunk) = stream
         .message()
         .await
@@ -150,6 +155,24 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
             )
         })?
     {
+        if chunk.offset == 0 && offset > 0 && discarded == 0 {
+            // rkmd starts over: what FILE.partial holds is not part of this
+            // artefact (signed anew after a restart, or another ceremony's).
+            writer
+                .flush()
+                .and_then(|()| writer.get_ref().set_len(0))
+                .with_context(|| format!("cannot truncate {}", partial.display()))?;
+            bar.suspend(|| {
+                eprintln!(
+                    "{} held {offset} bytes that are not part of the artefact of ceremony {} (rkmd signed it anew after a restart, or they are another ceremony's); collecting from the start",
+                    partial.display(),
+                    args.ceremony_id
+                );
+            });
+            discarded = offset;
+            offset = 0;
+            lines = 0;
+        }
         if chunk.offset != offset {
             bail!(
                 "rkmd sent bytes from offset {} when {offset} was next; run the command again to resume",
@@ -208,7 +231,8 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
         file: file_path.display().to_string(),
         bytes: offset,
         commands: done.signed_count,
-        resumed_from,
+        resumed_from: if discarded > 0 { 0 } else { resumed_from },
+        discarded_bytes: discarded,
     };
     match output {
         OutputFormat::Json => print_json(&report),
@@ -217,10 +241,10 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
             report.file,
             report.bytes,
             report.commands,
-            if resumed_from > 0 {
-                format!(", resumed at byte {resumed_from}")
-            } else {
-                String::new()
+            match (report.resumed_from, report.discarded_bytes) {
+                (0, 0) => String::new(),
+                (0, discarded) => format!(", started over after dropping {discarded} stale bytes"),
+                (resumed, _) => format!(", resumed at byte {resumed}"),
             },
             report.file
         )),
