@@ -325,19 +325,28 @@ fn a_key_restored_into_another_hsm_recovers_and_verifies_against_its_original_pu
     };
     fails(&loser, 6, "already", "the concurrent second import");
     let imported = json(&winner, "key import");
-    let import_entries = json(
-        &daemon_b
-            .rkm(&[
-                "audit",
-                "show",
-                "--action",
-                "key.import",
-                "--output",
-                "json",
-            ])
-            .unwrap(),
-        "audit show",
-    );
+    // `audit show` lists what a signed checkpoint covers; the refusal's
+    // checkpoint follows within audit.checkpoint_interval_ms.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let import_entries = loop {
+        let entries = json(
+            &daemon_b
+                .rkm(&[
+                    "audit",
+                    "show",
+                    "--action",
+                    "key.import",
+                    "--output",
+                    "json",
+                ])
+                .unwrap(),
+            "audit show",
+        );
+        if entries.as_array().unwrap().len() >= 4 || std::time::Instant::now() > deadline {
+            break entries;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     let outcomes: Vec<&str> = import_entries
         .as_array()
         .unwrap()

@@ -38,6 +38,8 @@ const BATCHES_IN_FLIGHT_PER_WORKER: usize = 4;
 /// How often (in signed commands) progress is written to the store.
 const PROGRESS_EVERY: u64 = 20_000;
 
+/// (sequence, device id) of consecutive targets, in manifest order.
+type TargetPage = Vec<(i64, String)>;
 /// Signed commands on their way to the artefact writer, in sequence order.
 type SignedBatch = Vec<(u64, String, [u8; 64])>;
 /// A batch of (sequence, device id) with the HSM's signatures for it.
@@ -113,6 +115,7 @@ impl Services {
 
     /// Restarts the signing of every ceremony that was signing when rkmd
     /// stopped: its shares are still held, so it starts again from the top.
+    /// Call before serving.
     pub async fn resume_signing(&self) -> Result<(), CeremonyError> {
         // Targets staged by an open request whose client went away before
         // the ceremony was recorded belong to no ceremony: drop them.
@@ -144,6 +147,18 @@ impl Services {
             .await?;
         for id in signing {
             tracing::warn!(ceremony = %id, "resuming a recovery that was signing when rkmd stopped");
+            // The artefact is signed anew under a new header. Remove the old
+            // one now, before rkmd serves, so that no collector resumes
+            // against bytes that are about to be replaced.
+            match std::fs::remove_file(self.artefact_path(&id)?) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    return Err(CeremonyError::Internal(format!(
+                        "cannot remove the interrupted artefact of {id}: {error}"
+                    )));
+                }
+            }
             self.audit
                 .record(Event::ok("rkmd", "recovery.resume").subject(id.clone()))
                 .await?;
@@ -437,7 +452,7 @@ impl Services {
         &self,
         ceremony_id: String,
     ) -> (
-        mpsc::Receiver<Vec<(i64, String)>>,
+        mpsc::Receiver<TargetPage>,
         tokio::task::JoinHandle<Result<(), CeremonyError>>,
     ) {
         let (pages, receiver) = mpsc::channel(PAGES_AHEAD);
@@ -446,7 +461,7 @@ impl Services {
             let mut from: i64 = 0;
             loop {
                 let id = ceremony_id.clone();
-                let page: Vec<(i64, String)> = store
+                let page: TargetPage = store
                     .with(move |connection| {
                         Ok(connection
                             .prepare_cached(
