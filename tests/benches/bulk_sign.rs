@@ -1414,7 +1414,7 @@ fn run_all(options: &Options) -> anyhow::Result<()> {
     for (index, raw) in raws.iter().enumerate() {
         row(
             &format!(
-                "raw cryptoki loop, {workers} session(s), {} sigs ({})",
+                "raw cryptoki loop, {} sigs, {}",
                 thousands(raw.signatures as f64),
                 if index == 0 {
                     "first".to_owned()
