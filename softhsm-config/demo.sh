@@ -61,6 +61,13 @@ for name in "${names[@]}"; do
 done
 "$bin/rkm" key show demo-root
 
+step "between ceremonies: custodians check their shares offline and attest them"
+for name in alice bob; do
+  "$bin/rkm" share verify --key demo-root --identity "$work/$name/identity" \
+    --passphrase-file "$work/$name/passphrase" --share-dir "$work/$name/shares" --attest
+done
+"$bin/rkm" status | sed -n '/share attestations/,$p'
+
 step "recovery ceremony: replace the trust anchor on 1,000 devices"
 seq -f 'meter-%06g' 1 1000 >"$work/devices.txt"
 cat >"$work/request.toml" <<TOML

@@ -66,7 +66,25 @@ pub struct Settings {
     pub listen: ListenSettings,
     pub audit: AuditSettings,
     pub store: StoreSettings,
+    pub keys: KeySettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeySettings {
+    /// A custodian's share attestation counts as recent for this many days;
+    /// a key with fewer recent attestations than its threshold is shown as
+    /// a quorum at risk.
+    pub attestation_window_days: u32,
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        Self {
+            attestation_window_days: 90,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -127,6 +145,7 @@ impl Default for Settings {
             listen: ListenSettings::default(),
             audit: AuditSettings::default(),
             store: StoreSettings::default(),
+            keys: KeySettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -225,6 +244,11 @@ pub const SETTINGS: &[SettingDoc] = &[
         key: "store.max_size_mb",
         env: "RKM_STORE_MAX_SIZE_MB",
         help: "database size limit in MiB; at it, actions are refused [0: none]",
+    },
+    SettingDoc {
+        key: "keys.attestation_window_days",
+        env: "RKM_KEYS_ATTESTATION_WINDOW_DAYS",
+        help: "days a custodian's share attestation counts as recent [90]",
     },
     SettingDoc {
         key: "log.format",
@@ -330,6 +354,12 @@ impl Settings {
                         .ok()
                         .filter(|batch| *batch > 0)
                         .ok_or_else(|| invalid("expected a whole number above 0".to_owned()))?;
+                }
+                "keys.attestation_window_days" => {
+                    self.keys.attestation_window_days =
+                        value.parse().ok().filter(|days| *days > 0).ok_or_else(|| {
+                            invalid("expected a whole number of days above 0".to_owned())
+                        })?;
                 }
                 "store.max_size_mb" => {
                     self.store.max_size_mb = value.parse().map_err(|e| invalid(format!("{e}")))?;
@@ -451,6 +481,7 @@ mod tests {
                     "RKM_AUDIT_CHECKPOINT_INTERVAL_MS" => "500",
                     "RKM_AUDIT_MAX_BATCH" => "8",
                     "RKM_STORE_MAX_SIZE_MB" => "64",
+                    "RKM_KEYS_ATTESTATION_WINDOW_DAYS" => "30",
                     other => other,
                 }
                 .to_owned(),
@@ -465,6 +496,7 @@ mod tests {
         assert_eq!(settings.audit.checkpoint_interval_ms, 500);
         assert_eq!(settings.audit.max_batch, 8);
         assert_eq!(settings.store.max_size_mb, 64);
+        assert_eq!(settings.keys.attestation_window_days, 30);
     }
 
     #[test]
@@ -474,6 +506,15 @@ mod tests {
             .apply_env(|name| (name == "RKM_HSM_WORKERS").then(|| "many".to_owned()))
             .unwrap_err();
         assert!(error.to_string().contains("RKM_HSM_WORKERS"), "{error}");
+        let error = settings
+            .apply_env(|name| (name == "RKM_KEYS_ATTESTATION_WINDOW_DAYS").then(|| "0".to_owned()))
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("RKM_KEYS_ATTESTATION_WINDOW_DAYS"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -77,6 +77,7 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
             holding_key,
             settings.state_dir.join("artefacts"),
         ))),
+        attestation_window_days: settings.keys.attestation_window_days,
     };
     services
         .resume_signing()

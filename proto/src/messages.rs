@@ -12,6 +12,8 @@ pub const ENVELOPE_FETCH_LABEL: &[u8] = b"rkm/v1/envelope-fetch\0";
 pub const SHARE_RECEIPT_LABEL: &[u8] = b"rkm/v1/share-receipt\0";
 /// Label of [`notice_ack_message`].
 pub const NOTICE_ACK_LABEL: &[u8] = b"rkm/v1/notice-ack\0";
+/// Label of [`share_attestation_message`].
+pub const SHARE_ATTESTATION_LABEL: &[u8] = b"rkm/v1/share-attestation\0";
 
 /// Why a custodian signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,6 +77,28 @@ pub fn share_receipt_message(
 }
 
 /// What a custodian signs to acknowledge a ceremony notice.
+/// What a custodian signs to attest, between ceremonies, that they checked
+/// their share of `key_id` (share `x`, committed to by `commitment` in the
+/// key record) and still hold it, at `unix_time`.
+pub fn share_attestation_message(
+    key_id: &str,
+    custodian: &str,
+    x: u8,
+    commitment: &[u8; 32],
+    unix_time: u64,
+) -> Vec<u8> {
+    message(
+        SHARE_ATTESTATION_LABEL,
+        &[
+            key_id.as_bytes(),
+            custodian.as_bytes(),
+            &[x],
+            commitment,
+            &unix_time.to_be_bytes(),
+        ],
+    )
+}
+
 pub fn notice_ack_message(notice_id: &str, custodian: &str) -> Vec<u8> {
     message(
         NOTICE_ACK_LABEL,
@@ -133,6 +157,13 @@ mod tests {
     #[test]
     fn field_boundaries_cannot_shift() {
         assert_ne!(notice_ack_message("ab", "c"), notice_ack_message("a", "bc"));
+        assert_ne!(
+            share_attestation_message("k", "alice", 1, &[7; 32], 1),
+            share_attestation_message("k", "alice", 1, &[7; 32], 2)
+        );
+        assert!(
+            !share_attestation_message("k", "al", 1, &[7; 32], 1).starts_with(SHARE_RECEIPT_LABEL)
+        );
         assert_ne!(
             envelope_fetch_message("k", "alice", 1),
             envelope_fetch_message("k", "alice", 2)

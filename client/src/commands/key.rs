@@ -106,6 +106,11 @@ pub struct KeyReport {
     pub receipts: Vec<ReceiptReport>,
     /// Custodians whose receipt is not in yet.
     pub missing: Vec<String>,
+    /// Custodians who attested their share within the window.
+    pub attested_recently: u32,
+    pub attestation_window_days: u32,
+    /// Fewer recent attestations than the threshold.
+    pub quorum_at_risk: bool,
 }
 
 /// One custodian's receipt.
@@ -114,6 +119,9 @@ pub struct ReceiptReport {
     pub custodian: String,
     pub received: bool,
     pub received_at: Option<String>,
+    /// Their latest share attestation.
+    pub attested_at: Option<String>,
+    pub attested_recently: bool,
 }
 
 /// A key's state as rkm prints it.
@@ -145,6 +153,8 @@ impl From<KeySummary> for KeyReport {
                     custodian: receipt.custodian,
                     received: receipt.received,
                     received_at: (!receipt.received_at.is_empty()).then_some(receipt.received_at),
+                    attested_at: (!receipt.attested_at.is_empty()).then_some(receipt.attested_at),
+                    attested_recently: receipt.attested_recently,
                 })
                 .collect(),
             missing,
@@ -154,6 +164,9 @@ impl From<KeySummary> for KeyReport {
             ceremony_id: key.ceremony_id,
             created_at: key.created_at,
             record_audit_key: (!key.record_audit_key.is_empty()).then_some(key.record_audit_key),
+            quorum_at_risk: key.attested_recently < key.threshold,
+            attested_recently: key.attested_recently,
+            attestation_window_days: key.attestation_window_days,
         }
     }
 }
@@ -324,7 +337,33 @@ fn render_key(key: &KeyReport) -> String {
             }
         }
     }
+    let _ = writeln!(text, "attested    {}", attestation_summary(key));
+    for receipt in &key.receipts {
+        let when = match (&receipt.attested_at, receipt.attested_recently) {
+            (None, _) => "never".to_owned(),
+            (Some(at), true) => at.clone(),
+            (Some(at), false) => format!("{at} (older than the window)"),
+        };
+        let _ = writeln!(text, "  {:<28} {when}", receipt.custodian);
+    }
     text
+}
+
+/// "2 of 3 custodians in the last 90 days (threshold 2)", flagged when a
+/// quorum is at risk.
+pub fn attestation_summary(key: &KeyReport) -> String {
+    format!(
+        "{} of {} custodians in the last {} days (threshold {}){}",
+        key.attested_recently,
+        key.custodian_count,
+        key.attestation_window_days,
+        key.threshold,
+        if key.quorum_at_risk {
+            " — QUORUM AT RISK: custodians, check and attest your share (rkm share verify --attest)"
+        } else {
+            ""
+        }
+    )
 }
 
 fn render_list(keys: &[KeyReport]) -> String {

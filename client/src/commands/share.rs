@@ -1,7 +1,7 @@
 //! `rkm share`: a custodian fetches their sealed share from rkmd, verifies it
 //! against the signed key record and keeps both, still encrypted to their
 //! identity, before signing a receipt (`fetch`); and re-checks what they hold,
-//! offline (`verify`).
+//! offline (`verify`), and, with `--attest`, tells rkmd they still hold it.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -14,16 +14,19 @@ use rkm_proto::envelope;
 use rkm_proto::fingerprint::fingerprint;
 use rkm_proto::identity::CustodianIdentity;
 use rkm_proto::key_record::{KeyRecord, SignedKeyRecord};
-use rkm_proto::messages::{envelope_fetch_message, share_receipt_message};
+use rkm_proto::messages::{
+    envelope_fetch_message, share_attestation_message, share_receipt_message,
+};
 use rkm_proto::v1::audit_service_client::AuditServiceClient;
 use rkm_proto::v1::key_service_client::KeyServiceClient;
 use rkm_proto::v1::{
-    FetchEnvelopeRequest, GetAuditKeyRequest, GetKeyRequest, SubmitReceiptRequest,
+    AttestShareRequest, FetchEnvelopeRequest, GetAuditKeyRequest, GetKeyRequest,
+    SubmitReceiptRequest,
 };
 use serde::Serialize;
 use tonic::transport::Channel;
 
-use super::key::state_name;
+use super::key::{KeyReport, attestation_summary, state_name};
 use crate::connect::Target;
 use crate::exit::{RpcResultExt as _, VerificationFailed};
 use crate::output::{OutputFormat, emit, print_json};
@@ -63,7 +66,8 @@ pub struct FetchArgs {
     pub audit_key: Option<String>,
 }
 
-/// Check a share you hold against its key record, offline, without rkmd.
+/// Check a share you hold against its key record, offline, without rkmd;
+/// with --attest, then send rkmd a signed attestation that you hold it.
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
     /// The key's label or id.
@@ -79,6 +83,23 @@ pub struct VerifyArgs {
     /// The trusted audit key; default: the one the share directory pins.
     #[arg(long, value_name = "VKEY")]
     pub audit_key: Option<String>,
+    /// Once the share checks out, send rkmd a signed attestation that you
+    /// still hold it (needs rkmd; nothing secret is sent).
+    #[arg(long)]
+    pub attest: bool,
+}
+
+/// What `share verify --attest --output json` adds.
+#[derive(Debug, Serialize)]
+pub struct AttestReport {
+    #[serde(flatten)]
+    pub share: ShareReport,
+    pub attested_at_unix: u64,
+    /// Custodians of the key who attested recently, this one included.
+    pub attested_recently: u32,
+    pub threshold: u32,
+    pub attestation_window_days: u32,
+    pub quorum_at_risk: bool,
 }
 
 /// What a verified share is, as both commands print it.
@@ -130,7 +151,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     match command {
         ShareCommand::Fetch(args) => fetch(args, target, output).await,
-        ShareCommand::Verify(args) => verify(&args, output),
+        ShareCommand::Verify(args) => verify(&args, target, output).await,
     }
 }
 
@@ -418,7 +439,7 @@ async fn fetch(args: FetchArgs, target: &Target, output: OutputFormat) -> anyhow
     }
 }
 
-fn verify(args: &VerifyArgs, output: OutputFormat) -> anyhow::Result<()> {
+async fn verify(args: &VerifyArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
     let dir = args.share_dir.resolve()?;
     let stored = dir.load(&args.key)?;
     let identity = open_identity(&args.identity, &args.passphrase)?;
@@ -455,11 +476,62 @@ fn verify(args: &VerifyArgs, output: OutputFormat) -> anyhow::Result<()> {
         &audit_key,
         stored.folder.display().to_string(),
     );
+    if args.attest {
+        return attest(report, &checked, &identity, target, output).await;
+    }
     match output {
         OutputFormat::Json => print_json(&report),
         OutputFormat::Text => {
             let mut text = render_share(&report);
             text.push_str("Your share is intact and matches the key record.\n");
+            emit(&text)
+        }
+    }
+}
+
+/// Signs and sends the attestation of a share that was just checked.
+async fn attest(
+    share: ShareReport,
+    checked: &Checked,
+    identity: &CustodianIdentity,
+    target: &Target,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    let unix_time = unix_now()?;
+    let signature = identity.sign(&share_attestation_message(
+        &checked.record.key_id,
+        identity.name(),
+        checked.x,
+        &checked.commitment,
+        unix_time,
+    ));
+    let key = KeyServiceClient::new(target.connect().await?)
+        .attest_share(AttestShareRequest {
+            key_id: checked.record.key_id.clone(),
+            custodian: identity.name().to_owned(),
+            unix_time,
+            signature: signature.to_vec(),
+        })
+        .await
+        .rpc("sending your share attestation")?
+        .into_inner()
+        .key
+        .context("rkmd sent no key")?;
+    let key = KeyReport::from(key);
+    let report = AttestReport {
+        share,
+        attested_at_unix: unix_time,
+        attested_recently: key.attested_recently,
+        threshold: key.threshold,
+        attestation_window_days: key.attestation_window_days,
+        quorum_at_risk: key.quorum_at_risk,
+    };
+    match output {
+        OutputFormat::Json => print_json(&report),
+        OutputFormat::Text => {
+            let mut text = render_share(&report.share);
+            text.push_str("Your share is intact and matches the key record.\n");
+            let _ = writeln!(text, "attested    sent; {}", attestation_summary(&key));
             emit(&text)
         }
     }

@@ -1,10 +1,13 @@
 //! `rkm status`: what rkmd runs on — its HSM token, the mechanisms rkm needs,
-//! the audit key's fingerprint and the store's record counts.
+//! the audit key's fingerprint, the store's record counts, and per key how
+//! many custodians attested their share recently against the threshold.
 
-use rkm_proto::v1::GetStatusRequest;
+use rkm_proto::v1::key_service_client::KeyServiceClient;
 use rkm_proto::v1::system_service_client::SystemServiceClient;
+use rkm_proto::v1::{GetStatusRequest, ListKeysRequest};
 use serde::Serialize;
 
+use super::key::{KeyReport, attestation_summary};
 use crate::connect::Target;
 use crate::exit::RpcResultExt as _;
 use std::fmt::Write as _;
@@ -23,6 +26,22 @@ pub struct StatusReport {
     pub hsm_session_objects: u64,
     pub hsm_token_objects: u64,
     pub started_at_unix: u64,
+    /// Per key, how many custodians attested their share recently.
+    pub keys: Vec<KeyAttestationReport>,
+}
+
+/// A key's recent share attestations against its threshold.
+#[derive(Debug, Serialize)]
+pub struct KeyAttestationReport {
+    pub label: String,
+    pub key_id: String,
+    pub threshold: u32,
+    pub custodians: usize,
+    pub attested_recently: u32,
+    pub attestation_window_days: u32,
+    pub quorum_at_risk: bool,
+    #[serde(skip)]
+    pub summary: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -54,11 +73,32 @@ pub struct AuditKeyReport {
 /// rkmd cannot be reached or answers with an error.
 pub async fn run(target: &Target, output: OutputFormat) -> anyhow::Result<()> {
     let channel = target.connect().await?;
-    let response = SystemServiceClient::new(channel)
+    let response = SystemServiceClient::new(channel.clone())
         .get_status(GetStatusRequest {})
         .await
         .rpc("asking rkmd for its status")?
         .into_inner();
+    let keys = KeyServiceClient::new(channel)
+        .list_keys(ListKeysRequest {})
+        .await
+        .rpc("listing keys")?
+        .into_inner()
+        .keys
+        .into_iter()
+        .map(|key| {
+            let key = KeyReport::from(key);
+            KeyAttestationReport {
+                summary: attestation_summary(&key),
+                label: key.label,
+                key_id: key.key_id,
+                threshold: key.threshold,
+                custodians: key.custodian_count,
+                attested_recently: key.attested_recently,
+                attestation_window_days: key.attestation_window_days,
+                quorum_at_risk: key.quorum_at_risk,
+            }
+        })
+        .collect();
     let token = response.token.unwrap_or_default();
     let audit_key = response.audit_key.unwrap_or_default();
     let report = StatusReport {
@@ -93,6 +133,7 @@ pub async fn run(target: &Target, output: OutputFormat) -> anyhow::Result<()> {
         hsm_session_objects: response.hsm_session_objects,
         hsm_token_objects: response.hsm_token_objects,
         started_at_unix: response.started_at_unix,
+        keys,
     };
     match output {
         OutputFormat::Json => print_json(&report),
@@ -142,6 +183,12 @@ fn render_text(report: &StatusReport) -> String {
         let _ = writeln!(text, "records");
         for (kind, count) in &report.counts {
             let _ = writeln!(text, "  {kind:<20} {count}");
+        }
+    }
+    if !report.keys.is_empty() {
+        let _ = writeln!(text, "share attestations");
+        for key in &report.keys {
+            let _ = writeln!(text, "  {:<20} {}", key.label, key.summary);
         }
     }
     text

@@ -3,9 +3,10 @@
 
 use rkm_proto::v1::key_service_server::KeyService;
 use rkm_proto::v1::{
-    CreateKeyRequest, CreateKeyResponse, FetchEnvelopeRequest, FetchEnvelopeResponse,
-    GetKeyRequest, GetKeyResponse, ImportKeyRequest, ImportKeyResponse, KeyState, KeySummary,
-    ListKeysRequest, ListKeysResponse, ReceiptStatus, SubmitReceiptRequest, SubmitReceiptResponse,
+    AttestShareRequest, AttestShareResponse, CreateKeyRequest, CreateKeyResponse,
+    FetchEnvelopeRequest, FetchEnvelopeResponse, GetKeyRequest, GetKeyResponse, ImportKeyRequest,
+    ImportKeyResponse, KeyState, KeySummary, ListKeysRequest, ListKeysResponse, ReceiptStatus,
+    SubmitReceiptRequest, SubmitReceiptResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -19,7 +20,15 @@ pub struct KeyApi {
     pub services: Services,
 }
 
-fn to_proto(key: keygen::KeySummary) -> KeySummary {
+fn to_proto(key: keygen::KeySummary, attestation_window_days: u32) -> KeySummary {
+    let window = u64::from(attestation_window_days) * 86_400;
+    let now = keygen::unix_now();
+    let recent = |attested: &Option<(String, u64)>| {
+        attested
+            .as_ref()
+            .is_some_and(|(_, unix)| now.saturating_sub(*unix) <= window)
+    };
+    let attested_recently = key.receipts.iter().filter(|r| recent(&r.attested)).count();
     KeySummary {
         key_id: key.key_id,
         label: key.label,
@@ -34,14 +43,18 @@ fn to_proto(key: keygen::KeySummary) -> KeySummary {
             .receipts
             .into_iter()
             .map(|receipt| ReceiptStatus {
+                attested_recently: recent(&receipt.attested),
                 custodian: receipt.custodian,
                 received: receipt.received_at.is_some(),
                 received_at: receipt.received_at.unwrap_or_default(),
+                attested_at: receipt.attested.map(|(at, _)| at).unwrap_or_default(),
             })
             .collect(),
         ceremony_id: key.ceremony_id,
         created_at: key.created_at,
         record_audit_key: key.record_audit_key,
+        attested_recently: u32::try_from(attested_recently).unwrap_or(u32::MAX),
+        attestation_window_days,
     }
 }
 
@@ -69,7 +82,7 @@ impl KeyService for KeyApi {
             .map_err(ceremony_status)?;
         let ceremony_id = key.ceremony_id.clone();
         Ok(Response::new(CreateKeyResponse {
-            key: Some(to_proto(key)),
+            key: Some(to_proto(key, self.services.attestation_window_days)),
             ceremony_id,
         }))
     }
@@ -85,7 +98,7 @@ impl KeyService for KeyApi {
             .await
             .map_err(ceremony_status)?;
         Ok(Response::new(GetKeyResponse {
-            key: Some(to_proto(key)),
+            key: Some(to_proto(key, self.services.attestation_window_days)),
         }))
     }
 
@@ -96,7 +109,10 @@ impl KeyService for KeyApi {
     ) -> Result<Response<ListKeysResponse>, Status> {
         let keys = self.services.list_keys().await.map_err(ceremony_status)?;
         Ok(Response::new(ListKeysResponse {
-            keys: keys.into_iter().map(to_proto).collect(),
+            keys: keys
+                .into_iter()
+                .map(|key| to_proto(key, self.services.attestation_window_days))
+                .collect(),
         }))
     }
 
@@ -138,7 +154,30 @@ impl KeyService for KeyApi {
             .await
             .map_err(ceremony_status)?;
         Ok(Response::new(SubmitReceiptResponse {
-            key: Some(to_proto(key)),
+            key: Some(to_proto(key, self.services.attestation_window_days)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn attest_share(
+        &self,
+        request: Request<AttestShareRequest>,
+    ) -> Result<Response<AttestShareResponse>, Status> {
+        let peer = peer_actor(&request);
+        let request = request.into_inner();
+        let key = self
+            .services
+            .attest_share(
+                &peer,
+                request.key_id,
+                request.custodian,
+                request.unix_time,
+                request.signature,
+            )
+            .await
+            .map_err(ceremony_status)?;
+        Ok(Response::new(AttestShareResponse {
+            key: Some(to_proto(key, self.services.attestation_window_days)),
         }))
     }
 
@@ -156,7 +195,7 @@ impl KeyService for KeyApi {
             .map_err(ceremony_status)?;
         let ceremony_id = key.ceremony_id.clone();
         Ok(Response::new(ImportKeyResponse {
-            key: Some(to_proto(key)),
+            key: Some(to_proto(key, self.services.attestation_window_days)),
             ceremony_id,
         }))
     }

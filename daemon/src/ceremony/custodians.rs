@@ -1,5 +1,6 @@
 //! Enrolling and disabling key custodians (operators), from the public card
-//! each custodian made with `rkm custodian init`.
+//! each custodian made with `rkm custodian init`; and the check that a
+//! custodian signed over their share (receipts, attestations).
 
 use rkm_proto::custodian_card::CustodianCard;
 use rusqlite::{OptionalExtension as _, params};
@@ -39,6 +40,35 @@ fn row_to_custodian(row: &rusqlite::Row<'_>) -> rusqlite::Result<Custodian> {
         enrolled_at: row.get(5)?,
         disabled_reason: row.get(6)?,
     })
+}
+
+/// Checks that `signature` over `message` is by `custodian`'s enrolled
+/// identity over their share's commitment; `what` names the signed thing in
+/// the refusal ("receipt", "attestation").
+pub fn check_signed_over_share(
+    custodian: &Custodian,
+    message: &[u8],
+    signature: &[u8],
+    what: &str,
+) -> Result<(), CeremonyError> {
+    rkm_proto::messages::verify_custodian_signature(
+        &custodian.ed25519_public_key,
+        message,
+        signature,
+    )
+    .map_err(|error| {
+        CeremonyError::PermissionDenied(format!(
+            "the {what} is not signed by custodian {:?}'s identity over their share's commitment: {error}",
+            custodian.name
+        ))
+    })
+}
+
+/// A share commitment as stored.
+pub fn stored_commitment(bytes: Vec<u8>) -> Result<[u8; 32], CeremonyError> {
+    bytes
+        .try_into()
+        .map_err(|_| CeremonyError::Internal("stored commitment is not 32 bytes".to_owned()))
 }
 
 /// Reads one custodian.

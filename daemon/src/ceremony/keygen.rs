@@ -26,7 +26,7 @@ use crate::hsm::HsmObject;
 /// How long custodians have to fetch their shares and send receipts.
 pub const RECEIPT_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How far a custodian's clock may be from rkmd's for a signed fetch.
-const FETCH_CLOCK_SKEW: u64 = 300;
+pub(super) const FETCH_CLOCK_SKEW: u64 = 300;
 const ALGORITHM: &str = "ECDSA-P256-SHA256";
 
 /// A key's state as operators and custodians see it.
@@ -58,6 +58,8 @@ impl KeyState {
 pub struct Receipt {
     pub custodian: String,
     pub received_at: Option<String>,
+    /// The custodian's latest share attestation: RFC 3339 and Unix seconds.
+    pub attested: Option<(String, u64)>,
 }
 
 /// A key and who has confirmed their share.
@@ -104,7 +106,7 @@ fn valid_label(label: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-fn unix_now() -> u64 {
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -138,14 +140,16 @@ fn load_key(connection: &rusqlite::Connection, key: &str) -> rusqlite::Result<Op
         return Ok(None);
     };
     let mut statement = connection.prepare_cached(
-        "SELECT custodian, received_at FROM key_custodians WHERE key_id = ?1 ORDER BY x",
+        "SELECT custodian, received_at, attested_at, attested_unix FROM key_custodians WHERE key_id = ?1 ORDER BY x",
     )?;
     summary.receipts = statement
         .query_map([&summary.key_id], |row| {
             let received_at: String = row.get(1)?;
+            let attested_at: String = row.get(2)?;
             Ok(Receipt {
                 custodian: row.get(0)?,
                 received_at: (!received_at.is_empty()).then_some(received_at),
+                attested: (!attested_at.is_empty()).then(|| (attested_at, row.get(3).unwrap_or(0))),
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -769,16 +773,11 @@ impl Services {
             ));
             return self.refuse(event, error).await;
         };
-        let commitment: [u8; 32] = commitment
-            .try_into()
-            .map_err(|_| CeremonyError::Internal("stored commitment is not 32 bytes".to_owned()))?;
+        let commitment = custodians::stored_commitment(commitment)?;
         let message = share_receipt_message(&summary.key_id, &custodian, x, &commitment);
         if let Err(error) =
-            verify_custodian_signature(&holder.ed25519_public_key, &message, &signature)
+            custodians::check_signed_over_share(&holder, &message, &signature, "receipt")
         {
-            let error = CeremonyError::PermissionDenied(format!(
-                "the receipt is not signed by custodian {custodian:?}'s identity over their share's commitment: {error}"
-            ));
             return self.refuse(event, error).await;
         }
         let event = Event {
@@ -805,11 +804,14 @@ impl Services {
             .audit
             .record_with(event, move |connection| {
                 let at = now();
+                // The receipt follows the same offline check as an
+                // attestation, so it is the custodian's first attestation.
                 connection
                     .execute(
-                        "UPDATE key_custodians SET envelope = NULL, receipt_signature = ?3, received_at = ?4
+                        "UPDATE key_custodians SET envelope = NULL, receipt_signature = ?3, received_at = ?4,
+                                attested_at = ?4, attested_unix = ?5
                          WHERE key_id = ?1 AND custodian = ?2",
-                        params![key_id, name, signature, at],
+                        params![key_id, name, signature, at, unix_now()],
                     )
                     .map_err(crate::store::StoreError::from)?;
                 let missing: i64 = connection

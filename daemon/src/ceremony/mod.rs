@@ -2,6 +2,7 @@
 //! the key generation ceremony (its envelopes and receipts). Every transition
 //! is written together with its audit entry, and every refusal is audited.
 
+mod attestation;
 pub mod custodians;
 mod error;
 mod import;
@@ -28,6 +29,8 @@ pub struct Services {
     /// Present when serving (recovery needs the holding key and a place for
     /// artefacts).
     pub recovery: Option<std::sync::Arc<recovery::RecoveryRuntime>>,
+    /// Days a share attestation counts as recent.
+    pub attestation_window_days: u32,
 }
 
 /// The current time as RFC 3339 UTC with seconds.

@@ -122,4 +122,8 @@ pub const MIGRATIONS: &[&str] = &[
     // 5: keys restored from another HSM keep the record signed by that HSM's
     // audit key; this is the verifier key to check it with ('' for our own).
     "ALTER TABLE keys ADD COLUMN record_audit_key TEXT NOT NULL DEFAULT '';",
+    // 6: each custodian's latest attestation that they still hold their
+    // share (history is in the audit log); unix seconds orders them.
+    "ALTER TABLE key_custodians ADD COLUMN attested_at TEXT NOT NULL DEFAULT '';
+    ALTER TABLE key_custodians ADD COLUMN attested_unix INTEGER NOT NULL DEFAULT 0;",
 ];

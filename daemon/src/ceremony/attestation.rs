@@ -1,0 +1,135 @@
+//! Share attestations between ceremonies: a custodian checks their share
+//! offline against the key record (`rkm share verify --attest`) and signs that
+//! they still hold it. rkmd keeps each custodian's latest attestation per key,
+//! so `rkm status` and `rkm key show` show how many custodians attested
+//! recently against the threshold: a quorum at risk is seen before an
+//! incident, not during one.
+
+use rkm_proto::messages::share_attestation_message;
+use rusqlite::{OptionalExtension as _, params};
+
+use super::keygen::{FETCH_CLOCK_SKEW, KeySummary, unix_now};
+use super::{CeremonyError, Services, custodians};
+use crate::audit::{AuditError, Event};
+
+impl Services {
+    /// Records `custodian`'s attestation that they hold their share of `key`,
+    /// signed over `unix_time`.
+    ///
+    /// # Errors
+    /// Each refusal says why and is audited: an unknown key, someone who is
+    /// not an enabled custodian of it, a signature that does not verify with
+    /// their enrolled key over their share's commitment, a time more than
+    /// 300 s from rkmd's clock, or one not later than their last attestation
+    /// (a replay).
+    pub async fn attest_share(
+        &self,
+        peer: &str,
+        key: String,
+        custodian: String,
+        unix_time: u64,
+        signature: Vec<u8>,
+    ) -> Result<KeySummary, CeremonyError> {
+        let event = Event::ok(peer, "share.attest")
+            .detail("custodian", custodian.clone())
+            .detail("unix_time", unix_time.to_string());
+        let summary = match self.get_key(key).await {
+            Ok(summary) => summary,
+            Err(error) => return self.refuse(event, error).await,
+        };
+        let event = event.subject(summary.key_id.clone());
+        let (key_id, name) = (summary.key_id.clone(), custodian.clone());
+        let (holder, slot) = self
+            .store
+            .with(move |connection| {
+                let holder = custodians::load(connection, &name)?;
+                let slot: Option<(u8, Vec<u8>, u64)> = connection
+                    .query_row(
+                        "SELECT x, commitment, attested_unix FROM key_custodians WHERE key_id = ?1 AND custodian = ?2",
+                        params![key_id, name],
+                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                    )
+                    .optional()?;
+                Ok((holder, slot))
+            })
+            .await?;
+        let (Some(holder), Some((x, commitment, last_unix))) = (holder, slot) else {
+            let error = CeremonyError::PermissionDenied(format!(
+                "{custodian:?} is not a custodian of key {}",
+                summary.label
+            ));
+            return self.refuse(event, error).await;
+        };
+        let commitment = custodians::stored_commitment(commitment)?;
+        let message =
+            share_attestation_message(&summary.key_id, &custodian, x, &commitment, unix_time);
+        if let Err(error) =
+            custodians::check_signed_over_share(&holder, &message, &signature, "attestation")
+        {
+            return self.refuse(event, error).await;
+        }
+        // The signature is theirs: the custodian is the actor from here on.
+        let event = Event {
+            actor: custodian.clone(),
+            ..event
+        };
+        if !holder.enabled {
+            let error = CeremonyError::PermissionDenied(format!(
+                "custodian {custodian:?} is disabled ({}); their attestation does not count",
+                holder.disabled_reason
+            ));
+            return self.refuse(event, error).await;
+        }
+        if unix_now().abs_diff(unix_time) > FETCH_CLOCK_SKEW {
+            let error = CeremonyError::InvalidArgument(format!(
+                "the attestation's time is more than {FETCH_CLOCK_SKEW} s from rkmd's clock; check the clock and attest again"
+            ));
+            return self.refuse(event, error).await;
+        }
+        if unix_time <= last_unix {
+            let error = CeremonyError::FailedPrecondition(format!(
+                "{custodian:?} already attested key {} at or after this time: a replayed attestation; attest again",
+                summary.label
+            ));
+            return self.refuse(event, error).await;
+        }
+        let (key_id, name, at) = (
+            summary.key_id.clone(),
+            custodian.clone(),
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_time),
+            )
+            .to_string(),
+        );
+        let recorded = self
+            .audit
+            .record_with(event.clone(), move |connection| {
+                // Two copies of one attestation race past the check above.
+                let updated = connection
+                    .execute(
+                        "UPDATE key_custodians SET attested_at = ?3, attested_unix = ?4
+                         WHERE key_id = ?1 AND custodian = ?2 AND attested_unix < ?4",
+                        params![key_id, name, at, unix_time],
+                    )
+                    .map_err(crate::store::StoreError::from)?;
+                if updated != 1 {
+                    return Err(AuditError::Refused(
+                        "a later attestation was recorded meanwhile: a replayed attestation"
+                            .to_owned(),
+                    ));
+                }
+                Ok(())
+            })
+            .await;
+        match recorded {
+            Ok(_) => {}
+            Err(AuditError::Refused(reason)) => {
+                return self
+                    .refuse(event, CeremonyError::FailedPrecondition(reason))
+                    .await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+        self.get_key(summary.key_id).await
+    }
+}
