@@ -62,6 +62,12 @@ enum Command {
         #[command(subcommand)]
         command: commands::recovery::RecoveryCommand,
     },
+    /// Recovery drills: the recovery path end to end, signing a drill
+    /// challenge instead of commands; open one, report how it went.
+    Drill {
+        #[command(subcommand)]
+        command: commands::drill::DrillCommand,
+    },
     /// Recovery artefact bundles: verify one offline.
     Artefact {
         #[command(subcommand)]
@@ -97,6 +103,7 @@ fn main() -> ExitCode {
             Command::Recovery { command } => {
                 commands::recovery::run(command, &target, cli.output).await
             }
+            Command::Drill { command } => commands::drill::run(command, &target, cli.output).await,
             Command::Artefact { command } => commands::artefact::run(command, cli.output),
         }
     });

@@ -534,6 +534,46 @@ fn artefact_drill_request_never_carries_commands() {
     let summary = verify(&bytes, &fix).unwrap();
     assert_eq!(summary.request.ceremony_kind, CeremonyKind::Drill);
     assert_eq!(summary.target_count, 0);
+
+    // The issuing entry must carry a drill signature by the recovery key
+    // over this ceremony's challenge: not missing, not another ceremony's.
+    let digest = header.request_digest;
+    for (signature, needle) in [
+        (None, "missing"),
+        (Some("00".repeat(64)), "signature"),
+        (Some("zz".to_owned()), "128 hex digits"),
+    ] {
+        let mut entry =
+            fix.issue_entry(CeremonyKind::Drill, CEREMONY_ID, &digest, &header.approvals);
+        match signature {
+            None => {
+                entry.details.remove("drill_signature");
+            }
+            Some(text) => {
+                entry.details.insert("drill_signature".to_owned(), text);
+            }
+        }
+        let mut forged = header.clone();
+        forged.audit = fix.audit_proof(&entry);
+        match verify(&fix.bundle(&forged, &[]), &fix).unwrap_err() {
+            ArtefactError::Header(HeaderError::DrillSignature(reason)) => {
+                assert!(reason.contains(needle), "{reason}");
+            }
+            other => panic!("{other}"),
+        }
+    }
+    let other = fix.issue_entry(CeremonyKind::Drill, "rec-other", &digest, &header.approvals);
+    let mut entry = fix.issue_entry(CeremonyKind::Drill, CEREMONY_ID, &digest, &header.approvals);
+    entry.details.insert(
+        "drill_signature".to_owned(),
+        other.details["drill_signature"].clone(),
+    );
+    let mut forged = header.clone();
+    forged.audit = fix.audit_proof(&entry);
+    assert!(matches!(
+        verify(&fix.bundle(&forged, &[]), &fix).unwrap_err(),
+        ArtefactError::Header(HeaderError::DrillSignature(_))
+    ));
 }
 
 #[test]

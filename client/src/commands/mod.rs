@@ -4,6 +4,7 @@
 pub mod artefact;
 pub mod audit;
 pub mod custodian;
+pub mod drill;
 pub mod key;
 pub mod notice;
 pub mod recovery;

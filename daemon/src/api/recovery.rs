@@ -36,7 +36,12 @@ pub struct RecoveryApi {
 
 fn to_proto(summary: recovery::RecoverySummary) -> RecoverySummary {
     use recovery::RecoveryState as S;
+    let drill = rkm_proto::recovery_request::CanonicalRequest::decode(&summary.canonical_request)
+        .is_ok_and(|request| {
+            request.ceremony_kind == rkm_proto::recovery_request::CeremonyKind::Drill
+        });
     RecoverySummary {
+        drill,
         ceremony_id: summary.ceremony_id,
         key_id: summary.key_id,
         key_label: summary.key_label,
@@ -120,6 +125,7 @@ impl RecoveryService for RecoveryApi {
                         expires_in: Duration::from_secs(header.expires_in_seconds),
                         emergency: header.emergency,
                         justification: header.justification,
+                        drill: header.drill,
                     },
                     Box::pin(chunks),
                 )

@@ -4,6 +4,7 @@
 
 mod attestation;
 pub mod custodians;
+mod drill;
 mod error;
 mod import;
 pub mod keygen;

@@ -94,6 +94,8 @@ pub struct OpenRequest {
     pub expires_in: Duration,
     pub emergency: bool,
     pub justification: String,
+    /// A drill: the key signs a drill challenge, never a command.
+    pub drill: bool,
 }
 
 /// A ceremony's state as operators and custodians see it.
@@ -276,7 +278,8 @@ impl Services {
     {
         let event = Event::ok(actor, "recovery.open")
             .detail("key", request.key.clone())
-            .detail("emergency", request.emergency.to_string());
+            .detail("emergency", request.emergency.to_string())
+            .detail("drill", request.drill.to_string());
         let ceremony_id = self.new_id("rec").await?;
         let staged = self.stage_recovery(&ceremony_id, &request, manifest).await;
         let (key, canonical) = match staged {
@@ -329,16 +332,21 @@ impl Services {
         }
         let runtime = self.recovery_runtime()?;
         runtime.recipient(&ceremony_id);
-        let urgency = if request.emergency {
-            "EMERGENCY recovery"
+        let urgency = match (request.emergency, request.drill) {
+            (true, true) => "EMERGENCY drill",
+            (true, false) => "EMERGENCY recovery",
+            (false, true) => "Drill",
+            (false, false) => "Recovery",
+        };
+        let asks = if request.drill {
+            "a drill challenge (no command)".to_owned()
         } else {
-            "Recovery"
+            format!("{} command(s)", canonical.targets.count)
         };
         for custodian in &key.receipts {
             let text = format!(
-                "{urgency} ceremony {ceremony_id} asks recovery key {:?} to sign {} command(s); request digest {}. Review it with `rkm recovery show {ceremony_id}` and approve with `rkm recovery approve {ceremony_id}` before {expires_at}.",
+                "{urgency} ceremony {ceremony_id} asks recovery key {:?} to sign {asks}; request digest {}. Review it with `rkm recovery show {ceremony_id}` and approve with `rkm recovery approve {ceremony_id}` before {expires_at}.",
                 key.label,
-                canonical.targets.count,
                 hex::encode(digest)
             );
             self.send_notice(actor, &ceremony_id, &custodian.custodian, text)
@@ -427,13 +435,24 @@ impl Services {
         }
         self.store_targets(ceremony_id, sequence, batch).await?;
         let targets = hasher.finish();
-        if targets.count == 0 {
+        if request.drill && targets.count != 0 {
+            return Err(CeremonyError::InvalidArgument(format!(
+                "a drill signs a drill challenge, never a command: it takes no targets ({} given)",
+                targets.count
+            )));
+        }
+        if !request.drill && targets.count == 0 {
             return Err(CeremonyError::InvalidArgument(
                 "the request has no targets: list them in `targets` or give a manifest (--targets FILE)".to_owned(),
             ));
         }
+        let kind = if request.drill {
+            CeremonyKind::Drill
+        } else {
+            CeremonyKind::Recovery
+        };
         let canonical = CanonicalRequest::from_request(
-            CeremonyKind::Recovery,
+            kind,
             &key.key_id,
             &parsed,
             targets,

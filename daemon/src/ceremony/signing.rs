@@ -11,8 +11,11 @@ use std::path::PathBuf;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesOrdered;
 use rkm_proto::approval::Approval;
-use rkm_proto::artefact::{ArtefactHeader, ArtefactWriter, AuditProof, issue_entry_details};
+use rkm_proto::artefact::{
+    ArtefactHeader, ArtefactWriter, AuditProof, ISSUE_ACTION_RECOVERY, issue_entry_details,
+};
 use rkm_proto::command::command_digest;
+use rkm_proto::recovery_request::{CanonicalRequest, CeremonyKind};
 use rkm_proto::secret::Share;
 use rkm_proto::shamir::{self, CommittedShare};
 use rusqlite::params;
@@ -268,9 +271,16 @@ impl Services {
             .await;
         self.hsm.destroy(kek_object).await?;
         let key = unwrapped?;
-        let signed = self
-            .sign_targets(&summary, &record.public_key_spki, key)
-            .await;
+        let drill = CanonicalRequest::decode(&summary.canonical_request)
+            .map_err(|e| CeremonyError::Internal(format!("stored request: {e}")))?
+            .ceremony_kind
+            == CeremonyKind::Drill;
+        let signed = if drill {
+            self.sign_drill(&summary, &record, key).await
+        } else {
+            self.sign_targets(&summary, &record.public_key_spki, key)
+                .await
+        };
         // The recovery key is destroyed whatever happened while signing.
         let destroyed = self.hsm.destroy(key).await;
         let (signed_count, artefact_size) = signed?;
@@ -304,14 +314,16 @@ impl Services {
         Ok(())
     }
 
-    /// Records the issue, then signs every target into the artefact file.
-    /// Returns the number of signed commands and the file's size.
-    async fn sign_targets(
+    /// Records the issuing audit entry (`action`, with the details every
+    /// issue carries and `details`), checkpoints, and builds the artefact
+    /// header that proves the entry into the checkpoint.
+    pub(super) async fn issue_header(
         &self,
         summary: &super::recovery::RecoverySummary,
         public_key_spki: &[u8],
-        key: SigningKey,
-    ) -> Result<(u64, u64), CeremonyError> {
+        action: &'static str,
+        details: Vec<(&'static str, String)>,
+    ) -> Result<ArtefactHeader, CeremonyError> {
         let digest: [u8; 32] = to_array(&summary.request_digest, "request digest")?;
         let approvals = summary
             .approvals
@@ -326,10 +338,9 @@ impl Services {
                 })
             })
             .collect::<Result<Vec<_>, CeremonyError>>()?;
-        let mut issue = Event::ok("rkmd", "recovery.issue")
+        let mut issue = Event::ok("rkmd", action)
             .subject(summary.ceremony_id.clone())
             .detail("key_id", summary.key_id.clone())
-            .detail("targets", summary.target_count.to_string())
             .detail(
                 "approvers",
                 summary
@@ -342,6 +353,9 @@ impl Services {
         issue
             .details
             .extend(issue_entry_details(&digest, &approvals));
+        for (name, value) in details {
+            issue = issue.detail(name, value);
+        }
         let index = self.audit.record(issue).await?;
         let checkpoint = self.audit.checkpoint().await?;
         let proof = self.audit.inclusion_proof(index, checkpoint.size).await?;
@@ -360,6 +374,26 @@ impl Services {
             },
             target_count: summary.target_count,
         };
+        Ok(header)
+    }
+
+    /// Records the issue, then signs every target into the artefact file.
+    /// Returns the number of signed commands and the file's size.
+    async fn sign_targets(
+        &self,
+        summary: &super::recovery::RecoverySummary,
+        public_key_spki: &[u8],
+        key: SigningKey,
+    ) -> Result<(u64, u64), CeremonyError> {
+        let header = self
+            .issue_header(
+                summary,
+                public_key_spki,
+                ISSUE_ACTION_RECOVERY,
+                vec![("targets", summary.target_count.to_string())],
+            )
+            .await?;
+        let digest = header.request_digest;
 
         // A blocking writer thread takes signed lines in order; the bounded
         // channel is the back-pressure between HSM signing and the disk.

@@ -87,6 +87,9 @@ const MAX_PROOF_LEN: usize = 64;
 pub const ISSUE_ACTION_RECOVERY: &str = "recovery.issue";
 /// Action of the audit entry that issues a drill's artefact.
 pub const ISSUE_ACTION_DRILL: &str = "drill.issue";
+/// Detail of a drill's issuing entry: the drill signature (hex r‖s) over
+/// [`crate::command::drill_challenge_digest`].
+pub const DETAIL_DRILL_SIGNATURE: &str = "drill_signature";
 /// Detail of the issuing entry: hex request digest.
 pub const DETAIL_REQUEST_DIGEST: &str = "request_digest";
 /// Detail of the issuing entry: hex [`approvals_digest`] of the header's approvals.
@@ -236,6 +239,9 @@ pub enum HeaderError {
     /// [`crate::audit_entry::EntryError`], as text).
     #[error("the issuing audit entry is invalid: {0}")]
     Entry(String),
+    /// A drill's issuing entry lacks a drill signature that verifies.
+    #[error("the drill signature in the issuing audit entry does not verify: {0}")]
+    DrillSignature(String),
     /// The issuing entry does not record this issue.
     #[error("the issuing audit entry's {field} is {found:?}, expected {expected:?}")]
     IssueEntry {
@@ -489,6 +495,22 @@ impl ArtefactHeader {
                 &value,
                 entry.details.get(&name).map(String::as_str),
             )?;
+        }
+        if request.ceremony_kind == CeremonyKind::Drill {
+            let mut signature = [0u8; 64];
+            let text = entry
+                .details
+                .get(DETAIL_DRILL_SIGNATURE)
+                .ok_or_else(|| HeaderError::DrillSignature("it is missing".to_owned()))?;
+            hex::decode_to_slice(text, &mut signature)
+                .map_err(|_| HeaderError::DrillSignature("it is not 128 hex digits".to_owned()))?;
+            crate::command::verify_drill_signature(
+                record,
+                &self.request_digest,
+                &self.ceremony_id,
+                &signature,
+            )
+            .map_err(|e| HeaderError::DrillSignature(e.to_string()))?;
         }
         Ok(ArtefactSummary {
             ceremony_id: self.ceremony_id.clone(),

@@ -183,6 +183,21 @@ impl Fixture {
     ) -> AuditEntry {
         let mut details = issue_entry_details(digest, approvals);
         details.insert("key_id".to_owned(), self.record.key_id.clone());
+        if kind == CeremonyKind::Drill {
+            // What rkmd's drill signs, and records in the issuing entry.
+            let signature: p256::ecdsa::Signature = self
+                .recovery_key
+                .sign_prehash(&rkm_proto::command::drill_challenge_digest(
+                    digest,
+                    ceremony_id,
+                ))
+                .unwrap();
+            let signature = normalize_signature(&signature.to_bytes().into()).unwrap();
+            details.insert(
+                rkm_proto::artefact::DETAIL_DRILL_SIGNATURE.to_owned(),
+                hex::encode(signature),
+            );
+        }
         AuditEntry {
             v: ENTRY_VERSION,
             time: "2026-11-27T04:30:00.000Z".to_owned(),

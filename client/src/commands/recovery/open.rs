@@ -60,6 +60,9 @@ pub struct OpenArgs {
     /// Why this is an emergency (with --emergency).
     #[arg(long, value_name = "TEXT", requires = "emergency")]
     pub justification: Option<String>,
+    /// Set by `rkm drill open`: a drill takes no targets.
+    #[arg(skip)]
+    pub drill: bool,
 }
 
 /// Parses `--expires`: a humantime duration, whole seconds, 1 s to 30 days.
@@ -181,11 +184,26 @@ async fn feed_manifest(
 /// rkmd recorded another request than the one sent ([`VerificationFailed`]).
 pub async fn run(args: OpenArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
     let (request_toml, request) = read_request(&args.request)?;
+    open(args, request_toml, request, target, output).await
+}
+
+/// Opens the ceremony for an already parsed request (the file's text is
+/// what rkmd parses again and records).
+///
+/// # Errors
+/// As [`run`].
+pub async fn open(
+    args: OpenArgs,
+    request_toml: String,
+    request: RecoveryRequest,
+    target: &Target,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
     let mut hasher = TargetsHasher::new();
     for id in &request.targets {
         hasher.push(id)?;
     }
-    if request.targets.is_empty() && args.targets.is_none() {
+    if !args.drill && request.targets.is_empty() && args.targets.is_none() {
         bail!(
             "the request file {} lists no targets: add `targets = [...]` or give a manifest with --targets FILE",
             args.request.display()
@@ -202,6 +220,7 @@ pub async fn run(args: OpenArgs, target: &Target, output: OutputFormat) -> anyho
                 expires_in_seconds: args.expires.as_secs(),
                 emergency: args.emergency,
                 justification: justification.clone(),
+                drill: args.drill,
             })),
         })
         .await
@@ -252,7 +271,11 @@ pub async fn run(args: OpenArgs, target: &Target, output: OutputFormat) -> anyho
         .context("rkmd sent no ceremony")?;
     let (recorded, digest) = checked_request(&summary)?;
     let sent = CanonicalRequest::from_request(
-        CeremonyKind::Recovery,
+        if args.drill {
+            CeremonyKind::Drill
+        } else {
+            CeremonyKind::Recovery
+        },
         &summary.key_id,
         &request,
         targets,
@@ -283,8 +306,16 @@ pub async fn run(args: OpenArgs, target: &Target, output: OutputFormat) -> anyho
             let mut text = render(&report);
             let _ = writeln!(
                 text,
-                "Custodians review it with `rkm recovery show {id}` and approve with `rkm recovery approve {id}`; collect the artefact with `rkm recovery collect {id} -o FILE`.",
-                id = report.ceremony_id
+                "Custodians review it with `rkm recovery show {id}` and approve with `rkm recovery approve {id}`; collect the artefact with `rkm recovery collect {id} -o FILE`{drill}.",
+                id = report.ceremony_id,
+                drill = if args.drill {
+                    format!(
+                        "; see how the drill went with `rkm drill report {}`",
+                        report.ceremony_id
+                    )
+                } else {
+                    String::new()
+                }
             );
             emit(&text)
         }
