@@ -90,10 +90,23 @@ for name in alice bob; do
 done
 "$bin/rkm" recovery collect "$ceremony" -o "$work/demo-root.rkma"
 
-step "offline verification: the artefact and the audit log"
+step "offline verification: the artefact"
 vkey=$("$bin/rkm" --output json status | python3 -c 'import json,sys; print(json.load(sys.stdin)["audit_key"]["verifier_key"])')
 key_record=$(ls "$work"/alice/shares/*/key-record.json)
 "$bin/rkm" artefact verify "$work/demo-root.rkma" --key-record "$key_record" --audit-key "$vkey"
+
+step "recovery drill: the quorum unwraps the key, which signs a drill challenge and no command"
+drill=$("$bin/rkm" --output json drill open --key demo-root --expires 1h --reason "Demo drill" \
+  --incident DEMO-DRILL | python3 -c 'import json,sys; print(json.load(sys.stdin)["ceremony_id"])')
+for name in bob carol; do
+  "$bin/rkm" --output json recovery approve "$drill" --identity "$work/$name/identity" \
+    --passphrase-file "$work/$name/passphrase" --share-dir "$work/$name/shares" --yes >/dev/null
+done
+"$bin/rkm" recovery collect "$drill" -o "$work/drill.rkma" >/dev/null
+"$bin/rkm" drill report "$drill"
+"$bin/rkm" artefact verify "$work/drill.rkma" --key-record "$key_record" --audit-key "$vkey" | tail -n 1
+
+step "offline verification: the audit log"
 "$bin/rkm" audit fetch -o "$work/audit.log" --audit-key "$vkey"
 "$bin/rkm" audit verify "$work/audit.log" --audit-key "$vkey"
 

@@ -56,6 +56,7 @@ fn drill_signs_only_a_challenge_and_reports_who_when_and_what_went_wrong() {
     );
     let id = opened["ceremony_id"].as_str().unwrap().to_owned();
     assert_eq!(opened["target_count"], 0, "{opened}");
+    assert_eq!(opened["kind"], "drill", "{opened}");
 
     // Custodians review it as a drill.
     let shown = assert_ok(&daemon.rkm(&["recovery", "show", &id]).unwrap(), "show");

@@ -147,11 +147,18 @@ pub async fn run(args: ApproveArgs, target: &Target, output: OutputFormat) -> an
 
     // The review, on stderr so that standard output stays the result.
     let mut review = render(&RecoveryReport::new(&summary, Some(&request)));
+    let what = match request.ceremony_kind {
+        rkm_proto::recovery_request::CeremonyKind::Drill => {
+            "a drill: the key signs a drill challenge, no command".to_owned()
+        }
+        rkm_proto::recovery_request::CeremonyKind::Recovery => {
+            format!("{} target(s)", request.targets.count)
+        }
+    };
     let _ = writeln!(
         review,
-        "You approve request digest {} for {} target(s).",
+        "You approve request digest {} for {what}.",
         hex::encode(digest),
-        request.targets.count
     );
     eprint!("{review}");
     if !args.yes {

@@ -73,6 +73,8 @@ pub struct RecoveryReport {
     pub ceremony_id: String,
     pub key_id: String,
     pub key_label: String,
+    /// `recovery` or `drill`.
+    pub kind: &'static str,
     pub state: &'static str,
     /// Hex SHA-256 request digest, as custodians approve it.
     pub request_digest: String,
@@ -119,6 +121,7 @@ impl RecoveryReport {
             ceremony_id: summary.ceremony_id.clone(),
             key_id: summary.key_id.clone(),
             key_label: summary.key_label.clone(),
+            kind: if summary.drill { "drill" } else { "recovery" },
             state: state_name(summary.state),
             request_digest: hex::encode(&summary.request_digest),
             target_count: summary.target_count,
@@ -312,7 +315,16 @@ async fn cancel(args: CancelArgs, target: &Target, output: OutputFormat) -> anyh
 /// The text form of a ceremony.
 pub fn render(report: &RecoveryReport) -> String {
     let mut text = String::new();
-    let _ = writeln!(text, "ceremony    {}", report.ceremony_id);
+    let _ = writeln!(
+        text,
+        "ceremony    {}{}",
+        report.ceremony_id,
+        if report.kind == "drill" {
+            " (drill)"
+        } else {
+            ""
+        }
+    );
     let _ = writeln!(text, "state       {}", report.state);
     let _ = writeln!(text, "key         {} ({})", report.key_label, report.key_id);
     let _ = writeln!(text, "digest      {}", report.request_digest);
