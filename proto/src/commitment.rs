@@ -26,14 +26,55 @@ pub fn share_commitment(
     share: &Share,
     salt: &[u8; COMMITMENT_LEN],
 ) -> [u8; COMMITMENT_LEN] {
+    share_hash(SHARE_COMMITMENT_LABEL, key_id, share, salt)
+}
+
+/// SHA-256(label ‖ key_id ‖ 0x00 ‖ x ‖ y ‖ salt): one-way in the share.
+fn share_hash(
+    label: &[u8],
+    key_id: &str,
+    share: &Share,
+    salt: &[u8; COMMITMENT_LEN],
+) -> [u8; COMMITMENT_LEN] {
     let mut hasher = Sha256::new();
-    hasher.update(SHARE_COMMITMENT_LABEL);
+    hasher.update(label);
     hasher.update(key_id.as_bytes());
     hasher.update([0u8]);
     hasher.update([share.x()]);
     hasher.update(share.expose_y());
     hasher.update(salt);
     hasher.finalize().into()
+}
+
+/// Domain label of [`possession_key`].
+pub const SHARE_POSSESSION_LABEL: &[u8] = b"rkm/v1/share-possession\0";
+
+/// SHA-256(`"rkm/v1/share-possession\0"` ‖ key_id ‖ 0x00 ‖ x ‖ y\[32\] ‖
+/// salt\[32\]): a key only the holder of the share (and its salt) can derive.
+/// rkmd keeps it from the key generation, never in the key record, so that a
+/// receipt or an attestation can prove possession of the share, not only the
+/// custodian's word, without the share leaving the custodian.
+pub fn possession_key(
+    key_id: &str,
+    share: &Share,
+    salt: &[u8; COMMITMENT_LEN],
+) -> zeroize::Zeroizing<[u8; 32]> {
+    zeroize::Zeroizing::new(share_hash(SHARE_POSSESSION_LABEL, key_id, share, salt))
+}
+
+/// HMAC-SHA256 under a [`possession_key`] over a signed message (a receipt
+/// or an attestation): the proof that its sender holds the share.
+pub fn possession_proof(possession_key: &[u8; 32], message: &[u8]) -> [u8; 32] {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(possession_key)
+        .expect("HMAC takes a key of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
+/// Whether `proof` is [`possession_proof`] of `message`, in constant time.
+pub fn possession_proof_matches(possession_key: &[u8; 32], message: &[u8], proof: &[u8]) -> bool {
+    proof.len() == 32 && bool::from(possession_proof(possession_key, message).ct_eq(proof))
 }
 
 /// Whether `share` and `salt` give the `expected` commitment for `key_id`,
@@ -53,6 +94,29 @@ mod tests {
 
     /// Computed independently with Python's hashlib over the same preimage.
     const KNOWN_ANSWER: &str = "dbf8e8621939ca6ee77ecb0c0ac33da00ff574643b908c9c2810c12155db7835";
+
+    #[test]
+    fn possession_proof_depends_on_the_share_the_salt_and_the_message() {
+        let share = Share::new(5, &[0x11; 32]).unwrap();
+        let other = Share::new(5, &[0x12; 32]).unwrap();
+        let key = possession_key("rk-1", &share, &[0x22; 32]);
+        let proof = possession_proof(&key, b"receipt");
+        assert!(possession_proof_matches(&key, b"receipt", &proof));
+        assert!(!possession_proof_matches(&key, b"receipt!", &proof));
+        assert!(!possession_proof_matches(&key, b"receipt", &proof[..31]));
+        for wrong in [
+            possession_key("rk-1", &other, &[0x22; 32]),
+            possession_key("rk-1", &share, &[0x23; 32]),
+            possession_key("rk-2", &share, &[0x22; 32]),
+        ] {
+            assert!(!possession_proof_matches(&wrong, b"receipt", &proof));
+        }
+        assert_ne!(
+            *key,
+            share_commitment("rk-1", &share, &[0x22; 32]),
+            "the possession key is not the public commitment"
+        );
+    }
 
     #[test]
     fn commitment_matches_known_answer() {

@@ -8,8 +8,10 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rkm_client::connect::Target;
-use rkm_proto::messages::share_attestation_message;
+use rkm_proto::commitment::{possession_key, possession_proof};
+use rkm_proto::messages::{share_attestation_message, share_receipt_message};
 use rkm_proto::v1::AttestShareRequest;
+use rkm_proto::v1::SubmitReceiptRequest;
 use rkm_proto::v1::key_service_client::KeyServiceClient;
 use rkm_tests::Daemon;
 use rkm_tests::custodians::{
@@ -58,11 +60,15 @@ fn attestation(
         .expect("the custodian is in the key record")
         .x;
     let message = share_attestation_message(key_id, &claimed.name, x, commitment, unix_time);
+    // Proof of possession by the signer's own share.
+    let envelope = signer.open_envelope(key_id);
+    let possession = possession_key(key_id, &envelope.share, &envelope.salt);
     AttestShareRequest {
         key_id: key_id.to_owned(),
         custodian: claimed.name.clone(),
         unix_time,
         signature: signer.open_identity().sign(&message).to_vec(),
+        possession_proof: possession_proof(&possession, &message).to_vec(),
     }
 }
 
@@ -193,6 +199,16 @@ fn attestations_count_against_the_threshold_and_every_bad_one_is_refused_and_aud
         "commitment",
         "an attestation over another commitment",
     );
+    // Signed by Alice, but without her share: the proof is made with none.
+    let mut without_share = attestation(alice, alice, &key_id, &commitment, unix_now() + 3);
+    without_share.possession_proof = vec![0; 32];
+    refused(
+        &daemon,
+        without_share,
+        tonic::Code::PermissionDenied,
+        "does not prove possession of the share",
+        "an attestation without the share",
+    );
     let mut stranger_request = attestation(alice, alice, &key_id, &commitment, unix_now() + 3);
     stranger_request.custodian = stranger.name.clone();
     refused(
@@ -237,7 +253,7 @@ fn attestations_count_against_the_threshold_and_every_bad_one_is_refused_and_aud
                 .unwrap(),
             "audit show",
         );
-        if entries.as_array().unwrap().len() >= 9 || Instant::now() > deadline {
+        if entries.as_array().unwrap().len() >= 10 || Instant::now() > deadline {
             break entries;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -255,7 +271,56 @@ fn attestations_count_against_the_threshold_and_every_bad_one_is_refused_and_aud
     );
     assert_eq!(
         outcomes.iter().filter(|&&o| o == "refused").count(),
-        6,
+        7,
         "{entries}"
     );
+}
+
+#[test]
+fn a_receipt_must_prove_possession_of_the_share() {
+    let daemon = Daemon::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let custodians = custodians_with_fast_identities(dir.path(), &["alice", "bob"]);
+    let key_id = enrol_and_create_key(&daemon, &custodians, LABEL, 2);
+    let (alice, bob) = (&custodians[0], &custodians[1]);
+    fetch_all(&daemon, &custodians[..1], LABEL, &[]);
+
+    // Bob's receipt, signed by Bob, but made without Bob's share: with no
+    // proof, and with a proof from Alice's share.
+    let record = alice.key_record(&key_id);
+    let slot = record.custodian("bob").unwrap();
+    let message = share_receipt_message(&key_id, "bob", slot.x, &slot.commitment);
+    let alices = alice.open_envelope(&key_id);
+    let alices_key = possession_key(&key_id, &alices.share, &alices.salt);
+    for proof in [Vec::new(), possession_proof(&alices_key, &message).to_vec()] {
+        let request = SubmitReceiptRequest {
+            key_id: key_id.clone(),
+            custodian: "bob".to_owned(),
+            signature: bob.open_identity().sign(&message).to_vec(),
+            possession_proof: proof,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let status = runtime
+            .block_on(async {
+                let channel = Target::Socket(daemon.socket()).connect().await.unwrap();
+                KeyServiceClient::new(channel).submit_receipt(request).await
+            })
+            .expect_err("a receipt without the share is refused");
+        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+        assert!(
+            status
+                .message()
+                .contains("does not prove possession of the share"),
+            "{}",
+            status.message()
+        );
+    }
+    assert_eq!(show_key(&daemon, LABEL)["state"], "awaiting-receipts");
+
+    // Bob's real fetch proves it and activates the key.
+    fetch_all(&daemon, &custodians[1..], LABEL, &[]);
+    assert_eq!(show_key(&daemon, LABEL)["state"], "active");
 }

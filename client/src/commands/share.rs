@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::Subcommand;
 use rkm_proto::checkpoint::VerifierKey;
+use rkm_proto::commitment::{possession_key, possession_proof};
 use rkm_proto::envelope;
 use rkm_proto::fingerprint::fingerprint;
 use rkm_proto::identity::CustodianIdentity;
@@ -136,6 +137,8 @@ struct Checked {
     record: KeyRecord,
     x: u8,
     commitment: [u8; 32],
+    /// Derived from the share: proves possession in receipts and attestations.
+    possession_key: zeroize::Zeroizing<[u8; 32]>,
     checks: Vec<String>,
 }
 
@@ -274,11 +277,13 @@ fn check_share(
         "share matches its commitment {}",
         hex::encode(commitment)
     ));
+    let possession_key = possession_key(&record.key_id, &contents.share, &contents.salt);
     drop(contents);
     Ok(Checked {
         record,
         x,
         commitment,
+        possession_key,
         checks,
     })
 }
@@ -381,17 +386,14 @@ async fn fetch(args: FetchArgs, target: &Target, output: OutputFormat) -> anyhow
     let stored = dir.store(&key_id, &fetched.envelope, &fetched.signed_key_record)?;
     dir.pin_audit_key(&audit_key)?;
     let folder = dir.key_folder(&key_id);
-    let receipt = identity.sign(&share_receipt_message(
-        &key_id,
-        &name,
-        checked.x,
-        &checked.commitment,
-    ));
+    let message = share_receipt_message(&key_id, &name, checked.x, &checked.commitment);
+    let receipt = identity.sign(&message);
     let key = keys
         .submit_receipt(SubmitReceiptRequest {
             key_id: key_id.clone(),
             custodian: name,
             signature: receipt.to_vec(),
+            possession_proof: possession_proof(&checked.possession_key, &message).to_vec(),
         })
         .await
         .rpc("sending your receipt")
@@ -498,19 +500,21 @@ async fn attest(
     output: OutputFormat,
 ) -> anyhow::Result<()> {
     let unix_time = unix_now()?;
-    let signature = identity.sign(&share_attestation_message(
+    let message = share_attestation_message(
         &checked.record.key_id,
         identity.name(),
         checked.x,
         &checked.commitment,
         unix_time,
-    ));
+    );
+    let signature = identity.sign(&message);
     let key = KeyServiceClient::new(target.connect().await?)
         .attest_share(AttestShareRequest {
             key_id: checked.record.key_id.clone(),
             custodian: identity.name().to_owned(),
             unix_time,
             signature: signature.to_vec(),
+            possession_proof: possession_proof(&checked.possession_key, &message).to_vec(),
         })
         .await
         .rpc("sending your share attestation")?

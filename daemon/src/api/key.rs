@@ -150,7 +150,13 @@ impl KeyService for KeyApi {
         let request = request.into_inner();
         let key = self
             .services
-            .submit_receipt(&peer, request.key_id, request.custodian, request.signature)
+            .submit_receipt(
+                &peer,
+                request.key_id,
+                request.custodian,
+                request.signature,
+                request.possession_proof,
+            )
             .await
             .map_err(ceremony_status)?;
         Ok(Response::new(SubmitReceiptResponse {
@@ -173,6 +179,7 @@ impl KeyService for KeyApi {
                 request.custodian,
                 request.unix_time,
                 request.signature,
+                request.possession_proof,
             )
             .await
             .map_err(ceremony_status)?;

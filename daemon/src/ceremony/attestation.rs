@@ -6,7 +6,7 @@
 //! incident, not during one.
 
 use rkm_proto::messages::share_attestation_message;
-use rusqlite::{OptionalExtension as _, params};
+use rusqlite::params;
 
 use super::keygen::{FETCH_CLOCK_SKEW, KeySummary, unix_now};
 use super::{CeremonyError, Services, custodians};
@@ -29,6 +29,7 @@ impl Services {
         custodian: String,
         unix_time: u64,
         signature: Vec<u8>,
+        possession_proof: Vec<u8>,
     ) -> Result<KeySummary, CeremonyError> {
         let event = Event::ok(peer, "share.attest")
             .detail("custodian", custodian.clone())
@@ -43,24 +44,19 @@ impl Services {
             .store
             .with(move |connection| {
                 let holder = custodians::load(connection, &name)?;
-                let slot: Option<(u8, Vec<u8>, u64)> = connection
-                    .query_row(
-                        "SELECT x, commitment, attested_unix FROM key_custodians WHERE key_id = ?1 AND custodian = ?2",
-                        params![key_id, name],
-                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-                    )
-                    .optional()?;
+                let slot = custodians::load_slot(connection, &key_id, &name)?;
                 Ok((holder, slot))
             })
             .await?;
-        let (Some(holder), Some((x, commitment, last_unix))) = (holder, slot) else {
+        let (Some(holder), Some(slot)) = (holder, slot) else {
             let error = CeremonyError::PermissionDenied(format!(
                 "{custodian:?} is not a custodian of key {}",
                 summary.label
             ));
             return self.refuse(event, error).await;
         };
-        let commitment = custodians::stored_commitment(commitment)?;
+        let (x, last_unix, possession) = (slot.x, slot.attested_unix, slot.possession_key);
+        let commitment = custodians::stored_commitment(slot.commitment)?;
         let message =
             share_attestation_message(&summary.key_id, &custodian, x, &commitment, unix_time);
         if let Err(error) =
@@ -68,6 +64,23 @@ impl Services {
         {
             return self.refuse(event, error).await;
         }
+        let possession_checked = match custodians::check_possession(
+            possession,
+            &message,
+            &possession_proof,
+            "attestation",
+        ) {
+            Ok(checked) => checked,
+            Err(error) => return self.refuse(event, error).await,
+        };
+        let event = event.detail(
+            "possession",
+            if possession_checked {
+                "proven"
+            } else {
+                "not checked: key imported from its record"
+            },
+        );
         // The signature is theirs: the custodian is the actor from here on.
         let event = Event {
             actor: custodian.clone(),

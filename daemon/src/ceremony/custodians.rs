@@ -64,6 +64,67 @@ pub fn check_signed_over_share(
     })
 }
 
+/// Checks a receipt's or an attestation's proof of possession of the share
+/// against the key rkmd kept from the key generation. Returns whether it was
+/// checked: keys imported from a record have no possession key here.
+pub fn check_possession(
+    stored: Option<Vec<u8>>,
+    message: &[u8],
+    proof: &[u8],
+    what: &str,
+) -> Result<bool, CeremonyError> {
+    let Some(stored) = stored else {
+        return Ok(false);
+    };
+    let key: [u8; 32] = stored
+        .try_into()
+        .map_err(|_| CeremonyError::Internal("stored possession key is not 32 bytes".to_owned()))?;
+    if rkm_proto::commitment::possession_proof_matches(&key, message, proof) {
+        Ok(true)
+    } else {
+        Err(CeremonyError::PermissionDenied(format!(
+            "the {what} does not prove possession of the share: it was made without the share (or with another one); check the share with `rkm share verify` and send it again"
+        )))
+    }
+}
+
+/// One custodian's place in one key, as stored.
+#[derive(Debug)]
+pub struct KeySlot {
+    pub x: u8,
+    pub commitment: Vec<u8>,
+    /// '' until the receipt is in.
+    pub received_at: String,
+    /// Their latest attestation, Unix seconds (0: none).
+    pub attested_unix: u64,
+    /// See `rkm_proto::commitment::possession_key`; None for imported keys.
+    pub possession_key: Option<Vec<u8>>,
+}
+
+/// `custodian`'s slot in key `key_id`, if they are one of its custodians.
+pub fn load_slot(
+    connection: &rusqlite::Connection,
+    key_id: &str,
+    custodian: &str,
+) -> rusqlite::Result<Option<KeySlot>> {
+    connection
+        .query_row(
+            "SELECT x, commitment, received_at, attested_unix, possession_key
+             FROM key_custodians WHERE key_id = ?1 AND custodian = ?2",
+            params![key_id, custodian],
+            |row| {
+                Ok(KeySlot {
+                    x: row.get(0)?,
+                    commitment: row.get(1)?,
+                    received_at: row.get(2)?,
+                    attested_unix: row.get(3)?,
+                    possession_key: row.get(4)?,
+                })
+            },
+        )
+        .optional()
+}
+
 /// A share commitment as stored.
 pub fn stored_commitment(bytes: Vec<u8>) -> Result<[u8; 32], CeremonyError> {
     bytes

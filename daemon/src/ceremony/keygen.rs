@@ -8,7 +8,7 @@
 use std::str::FromStr as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rkm_proto::commitment::share_commitment;
+use rkm_proto::commitment::{possession_key, share_commitment};
 use rkm_proto::envelope::{EnvelopeContents, seal};
 use rkm_proto::key_record::{KeyCustodian, KeyRecord, SignedKeyRecord, key_id_for};
 use rkm_proto::messages::{
@@ -156,12 +156,16 @@ fn load_key(connection: &rusqlite::Connection, key: &str) -> rusqlite::Result<Op
     Ok(Some(summary))
 }
 
-/// What the HSM part of the ceremony produced: nothing secret.
+/// What the HSM part of the ceremony produced: no share and no KEK (the
+/// possession keys are one-way hashes of the shares, kept by rkmd only).
 struct Generated {
     record: KeyRecord,
     signed: SignedKeyRecord,
     /// (custodian, age ciphertext of their share).
     envelopes: Vec<(String, Vec<u8>)>,
+    /// Per custodian, in record order: the key that proves possession of
+    /// their share (see `rkm_proto::commitment::possession_key`).
+    possession_keys: Vec<zeroize::Zeroizing<[u8; 32]>>,
 }
 
 impl Services {
@@ -394,9 +398,11 @@ impl Services {
         let key_id = key_id_for(&key.public_key_spki);
         let mut custodians = Vec::with_capacity(members.len());
         let mut envelopes = Vec::with_capacity(members.len());
+        let mut possession_keys = Vec::with_capacity(members.len());
         for ((member, share), salt) in members.iter().zip(shares).zip(salts.chunks_exact(32)) {
             let salt: [u8; 32] = salt.try_into().expect("32 bytes");
             let commitment = share_commitment(&key_id, &share, &salt);
+            possession_keys.push(possession_key(&key_id, &share, &salt));
             let recipient =
                 age::x25519::Recipient::from_str(&member.age_recipient).map_err(|e| {
                     CeremonyError::Internal(format!(
@@ -452,6 +458,7 @@ impl Services {
             record,
             signed,
             envelopes,
+            possession_keys,
         })
     }
 
@@ -467,6 +474,7 @@ impl Services {
             record,
             signed,
             envelopes,
+            possession_keys,
         } = generated;
         let event = event
             .subject(record.key_id.clone())
@@ -515,12 +523,14 @@ impl Services {
                         ],
                     )
                     .map_err(crate::store::StoreError::from)?;
-                for (custodian, (name, envelope)) in record.custodians.iter().zip(envelopes) {
+                for ((custodian, (name, envelope)), possession) in
+                    record.custodians.iter().zip(envelopes).zip(&possession_keys)
+                {
                     debug_assert_eq!(custodian.name, name);
                     connection
                         .execute(
-                            "INSERT INTO key_custodians (key_id, custodian, x, commitment, envelope) VALUES (?1, ?2, ?3, ?4, ?5)",
-                            params![record.key_id, custodian.name, custodian.x, custodian.commitment.to_vec(), envelope],
+                            "INSERT INTO key_custodians (key_id, custodian, x, commitment, envelope, possession_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            params![record.key_id, custodian.name, custodian.x, custodian.commitment.to_vec(), envelope, possession.as_slice()],
                         )
                         .map_err(crate::store::StoreError::from)?;
                 }
@@ -733,6 +743,7 @@ impl Services {
         key: String,
         custodian: String,
         signature: Vec<u8>,
+        possession_proof: Vec<u8>,
     ) -> Result<KeySummary, CeremonyError> {
         let event = Event::ok(peer, "share.receipt").detail("custodian", custodian.clone());
         let summary = match self.get_key(key).await {
@@ -751,13 +762,7 @@ impl Services {
             .store
             .with(move |connection| {
                 let holder = custodians::load(connection, &name)?;
-                let slot: Option<(u8, Vec<u8>, String)> = connection
-                    .query_row(
-                        "SELECT x, commitment, received_at FROM key_custodians WHERE key_id = ?1 AND custodian = ?2",
-                        params![key_id, name],
-                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-                    )
-                    .optional()?;
+                let slot = custodians::load_slot(connection, &key_id, &name)?;
                 let expires_at: String = connection.query_row(
                     "SELECT expires_at FROM ceremonies WHERE id = ?1",
                     [&ceremony],
@@ -766,17 +771,23 @@ impl Services {
                 Ok((holder, slot, expires_at))
             })
             .await?;
-        let (Some(holder), Some((x, commitment, received_at))) = (holder, slot) else {
+        let (Some(holder), Some(slot)) = (holder, slot) else {
             let error = CeremonyError::PermissionDenied(format!(
                 "{custodian:?} is not a custodian of key {}",
                 summary.label
             ));
             return self.refuse(event, error).await;
         };
-        let commitment = custodians::stored_commitment(commitment)?;
+        let (x, received_at, possession) = (slot.x, slot.received_at, slot.possession_key);
+        let commitment = custodians::stored_commitment(slot.commitment)?;
         let message = share_receipt_message(&summary.key_id, &custodian, x, &commitment);
         if let Err(error) =
             custodians::check_signed_over_share(&holder, &message, &signature, "receipt")
+        {
+            return self.refuse(event, error).await;
+        }
+        if let Err(error) =
+            custodians::check_possession(possession, &message, &possession_proof, "receipt")
         {
             return self.refuse(event, error).await;
         }
