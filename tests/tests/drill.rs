@@ -58,6 +58,12 @@ fn drill_signs_only_a_challenge_and_reports_who_when_and_what_went_wrong() {
     assert_eq!(opened["target_count"], 0, "{opened}");
     assert_eq!(opened["kind"], "drill", "{opened}");
 
+    let listed = assert_ok(&daemon.rkm(&["recovery", "list"]).unwrap(), "list");
+    assert!(
+        listed.contains(&id) && listed.contains("drill challenge"),
+        "{listed}"
+    );
+
     // Custodians review it as a drill.
     let shown = assert_ok(&daemon.rkm(&["recovery", "show", &id]).unwrap(), "show");
     assert!(shown.contains("drill challenge"), "{shown}");

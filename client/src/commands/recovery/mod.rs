@@ -262,15 +262,19 @@ async fn list(target: &Target, output: OutputFormat) -> anyhow::Result<()> {
             }
             let mut text = String::new();
             for report in &all {
+                let signs = if report.kind == "drill" {
+                    "drill challenge".to_owned()
+                } else {
+                    format!("targets {}", report.target_count)
+                };
                 let _ = writeln!(
                     text,
-                    "{:<22} {:<10} {:<20} approvals {}/{}  targets {}  expires {}",
+                    "{:<22} {:<10} {:<20} approvals {}/{}  {signs}  expires {}",
                     report.ceremony_id,
                     report.state,
                     report.key_label,
                     report.approval_count,
                     report.threshold,
-                    report.target_count,
                     report.expires_at
                 );
             }
