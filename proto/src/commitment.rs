@@ -49,32 +49,44 @@ fn share_hash(
 /// Domain label of [`possession_key`].
 pub const SHARE_POSSESSION_LABEL: &[u8] = b"rkm/v1/share-possession\0";
 
-/// SHA-256(`"rkm/v1/share-possession\0"` ‖ key_id ‖ 0x00 ‖ x ‖ y\[32\] ‖
-/// salt\[32\]): a key only the holder of the share (and its salt) can derive.
-/// rkmd keeps it from the key generation, never in the key record, so that a
-/// receipt or an attestation can prove possession of the share, not only the
-/// custodian's word, without the share leaving the custodian.
-pub fn possession_key(
-    key_id: &str,
-    share: &Share,
-    salt: &[u8; COMMITMENT_LEN],
-) -> zeroize::Zeroizing<[u8; 32]> {
-    zeroize::Zeroizing::new(share_hash(SHARE_POSSESSION_LABEL, key_id, share, salt))
+/// An Ed25519 key that only the holder of a share (and its salt) can derive:
+/// its seed is SHA-256(`"rkm/v1/share-possession\0"` ‖ key_id ‖ 0x00 ‖ x ‖
+/// y\[32\] ‖ salt\[32\]). rkmd keeps only the public half from the key
+/// generation (never in the key record), so a receipt or an attestation
+/// signed with it proves possession of the share, not only the custodian's
+/// word, and rkmd's database holds nothing that could forge that proof.
+pub struct PossessionKey(ed25519_dalek::SigningKey);
+
+impl PossessionKey {
+    /// Derives the key of `share` of `key_id`.
+    pub fn derive(key_id: &str, share: &Share, salt: &[u8; COMMITMENT_LEN]) -> Self {
+        let seed = zeroize::Zeroizing::new(share_hash(SHARE_POSSESSION_LABEL, key_id, share, salt));
+        PossessionKey(ed25519_dalek::SigningKey::from_bytes(&seed))
+    }
+
+    /// The public half, which rkmd keeps.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.0.verifying_key().to_bytes()
+    }
+
+    /// The proof of possession over a signed message (a receipt or an
+    /// attestation).
+    pub fn prove(&self, message: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer as _;
+        self.0.sign(message).to_bytes()
+    }
 }
 
-/// HMAC-SHA256 under a [`possession_key`] over a signed message (a receipt
-/// or an attestation): the proof that its sender holds the share.
-pub fn possession_proof(possession_key: &[u8; 32], message: &[u8]) -> [u8; 32] {
-    use hmac::Mac as _;
-    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(possession_key)
-        .expect("HMAC takes a key of any length");
-    mac.update(message);
-    mac.finalize().into_bytes().into()
+impl std::fmt::Debug for PossessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PossessionKey").field(&"<redacted>").finish()
+    }
 }
 
-/// Whether `proof` is [`possession_proof`] of `message`, in constant time.
-pub fn possession_proof_matches(possession_key: &[u8; 32], message: &[u8], proof: &[u8]) -> bool {
-    proof.len() == 32 && bool::from(possession_proof(possession_key, message).ct_eq(proof))
+/// Whether `proof` is [`PossessionKey::prove`] of `message` by the key whose
+/// public half is `public_key`.
+pub fn possession_proof_matches(public_key: &[u8; 32], message: &[u8], proof: &[u8]) -> bool {
+    crate::messages::verify_custodian_signature(public_key, message, proof).is_ok()
 }
 
 /// Whether `share` and `salt` give the `expected` commitment for `key_id`,
@@ -99,23 +111,24 @@ mod tests {
     fn possession_proof_depends_on_the_share_the_salt_and_the_message() {
         let share = Share::new(5, &[0x11; 32]).unwrap();
         let other = Share::new(5, &[0x12; 32]).unwrap();
-        let key = possession_key("rk-1", &share, &[0x22; 32]);
-        let proof = possession_proof(&key, b"receipt");
-        assert!(possession_proof_matches(&key, b"receipt", &proof));
-        assert!(!possession_proof_matches(&key, b"receipt!", &proof));
-        assert!(!possession_proof_matches(&key, b"receipt", &proof[..31]));
+        let key = PossessionKey::derive("rk-1", &share, &[0x22; 32]);
+        let public = key.public_key();
+        let proof = key.prove(b"receipt");
+        assert!(possession_proof_matches(&public, b"receipt", &proof));
+        assert!(!possession_proof_matches(&public, b"receipt!", &proof));
+        assert!(!possession_proof_matches(&public, b"receipt", &proof[..63]));
         for wrong in [
-            possession_key("rk-1", &other, &[0x22; 32]),
-            possession_key("rk-1", &share, &[0x23; 32]),
-            possession_key("rk-2", &share, &[0x22; 32]),
+            PossessionKey::derive("rk-1", &other, &[0x22; 32]),
+            PossessionKey::derive("rk-1", &share, &[0x23; 32]),
+            PossessionKey::derive("rk-2", &share, &[0x22; 32]),
         ] {
-            assert!(!possession_proof_matches(&wrong, b"receipt", &proof));
+            assert!(!possession_proof_matches(
+                &public,
+                b"receipt",
+                &wrong.prove(b"receipt")
+            ));
         }
-        assert_ne!(
-            *key,
-            share_commitment("rk-1", &share, &[0x22; 32]),
-            "the possession key is not the public commitment"
-        );
+        assert_eq!(format!("{key:?}"), "PossessionKey(\"<redacted>\")");
     }
 
     #[test]

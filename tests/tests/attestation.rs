@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rkm_client::connect::Target;
-use rkm_proto::commitment::{possession_key, possession_proof};
+use rkm_proto::commitment::PossessionKey;
 use rkm_proto::messages::{share_attestation_message, share_receipt_message};
 use rkm_proto::v1::AttestShareRequest;
 use rkm_proto::v1::SubmitReceiptRequest;
@@ -62,13 +62,13 @@ fn attestation(
     let message = share_attestation_message(key_id, &claimed.name, x, commitment, unix_time);
     // Proof of possession by the signer's own share.
     let envelope = signer.open_envelope(key_id);
-    let possession = possession_key(key_id, &envelope.share, &envelope.salt);
+    let possession = PossessionKey::derive(key_id, &envelope.share, &envelope.salt);
     AttestShareRequest {
         key_id: key_id.to_owned(),
         custodian: claimed.name.clone(),
         unix_time,
         signature: signer.open_identity().sign(&message).to_vec(),
-        possession_proof: possession_proof(&possession, &message).to_vec(),
+        possession_proof: possession.prove(&message).to_vec(),
     }
 }
 
@@ -201,7 +201,7 @@ fn attestations_count_against_the_threshold_and_every_bad_one_is_refused_and_aud
     );
     // Signed by Alice, but without her share: the proof is made with none.
     let mut without_share = attestation(alice, alice, &key_id, &commitment, unix_now() + 3);
-    without_share.possession_proof = vec![0; 32];
+    without_share.possession_proof = vec![0; 64];
     refused(
         &daemon,
         without_share,
@@ -291,8 +291,8 @@ fn a_receipt_must_prove_possession_of_the_share() {
     let slot = record.custodian("bob").unwrap();
     let message = share_receipt_message(&key_id, "bob", slot.x, &slot.commitment);
     let alices = alice.open_envelope(&key_id);
-    let alices_key = possession_key(&key_id, &alices.share, &alices.salt);
-    for proof in [Vec::new(), possession_proof(&alices_key, &message).to_vec()] {
+    let alices_key = PossessionKey::derive(&key_id, &alices.share, &alices.salt);
+    for proof in [Vec::new(), alices_key.prove(&message).to_vec()] {
         let request = SubmitReceiptRequest {
             key_id: key_id.clone(),
             custodian: "bob".to_owned(),

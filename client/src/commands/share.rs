@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::Subcommand;
 use rkm_proto::checkpoint::VerifierKey;
-use rkm_proto::commitment::{possession_key, possession_proof};
+use rkm_proto::commitment::PossessionKey;
 use rkm_proto::envelope;
 use rkm_proto::fingerprint::fingerprint;
 use rkm_proto::identity::CustodianIdentity;
@@ -138,7 +138,7 @@ struct Checked {
     x: u8,
     commitment: [u8; 32],
     /// Derived from the share: proves possession in receipts and attestations.
-    possession_key: zeroize::Zeroizing<[u8; 32]>,
+    possession_key: PossessionKey,
     checks: Vec<String>,
 }
 
@@ -277,7 +277,7 @@ fn check_share(
         "share matches its commitment {}",
         hex::encode(commitment)
     ));
-    let possession_key = possession_key(&record.key_id, &contents.share, &contents.salt);
+    let possession_key = PossessionKey::derive(&record.key_id, &contents.share, &contents.salt);
     drop(contents);
     Ok(Checked {
         record,
@@ -393,7 +393,7 @@ async fn fetch(args: FetchArgs, target: &Target, output: OutputFormat) -> anyhow
             key_id: key_id.clone(),
             custodian: name,
             signature: receipt.to_vec(),
-            possession_proof: possession_proof(&checked.possession_key, &message).to_vec(),
+            possession_proof: checked.possession_key.prove(&message).to_vec(),
         })
         .await
         .rpc("sending your receipt")
@@ -514,7 +514,7 @@ async fn attest(
             custodian: identity.name().to_owned(),
             unix_time,
             signature: signature.to_vec(),
-            possession_proof: possession_proof(&checked.possession_key, &message).to_vec(),
+            possession_proof: checked.possession_key.prove(&message).to_vec(),
         })
         .await
         .rpc("sending your share attestation")?

@@ -55,7 +55,7 @@ impl Services {
             ));
             return self.refuse(event, error).await;
         };
-        let (x, last_unix, possession) = (slot.x, slot.attested_unix, slot.possession_key);
+        let (x, last_unix, possession) = (slot.x, slot.attested_unix, slot.possession_public_key);
         let commitment = custodians::stored_commitment(slot.commitment)?;
         let message =
             share_attestation_message(&summary.key_id, &custodian, x, &commitment, unix_time);

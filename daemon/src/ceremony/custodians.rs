@@ -65,8 +65,8 @@ pub fn check_signed_over_share(
 }
 
 /// Checks a receipt's or an attestation's proof of possession of the share
-/// against the key rkmd kept from the key generation. Returns whether it was
-/// checked: keys imported from a record have no possession key here.
+/// against the public key rkmd kept from the key generation. Returns whether
+/// it was checked: keys imported from a record have none here.
 pub fn check_possession(
     stored: Option<Vec<u8>>,
     message: &[u8],
@@ -76,9 +76,9 @@ pub fn check_possession(
     let Some(stored) = stored else {
         return Ok(false);
     };
-    let key: [u8; 32] = stored
-        .try_into()
-        .map_err(|_| CeremonyError::Internal("stored possession key is not 32 bytes".to_owned()))?;
+    let key: [u8; 32] = stored.try_into().map_err(|_| {
+        CeremonyError::Internal("stored possession public key is not 32 bytes".to_owned())
+    })?;
     if rkm_proto::commitment::possession_proof_matches(&key, message, proof) {
         Ok(true)
     } else {
@@ -97,8 +97,9 @@ pub struct KeySlot {
     pub received_at: String,
     /// Their latest attestation, Unix seconds (0: none).
     pub attested_unix: u64,
-    /// See `rkm_proto::commitment::possession_key`; None for imported keys.
-    pub possession_key: Option<Vec<u8>>,
+    /// Public half of `rkm_proto::commitment::PossessionKey`; None for
+    /// imported keys.
+    pub possession_public_key: Option<Vec<u8>>,
 }
 
 /// `custodian`'s slot in key `key_id`, if they are one of its custodians.
@@ -109,7 +110,7 @@ pub fn load_slot(
 ) -> rusqlite::Result<Option<KeySlot>> {
     connection
         .query_row(
-            "SELECT x, commitment, received_at, attested_unix, possession_key
+            "SELECT x, commitment, received_at, attested_unix, possession_public_key
              FROM key_custodians WHERE key_id = ?1 AND custodian = ?2",
             params![key_id, custodian],
             |row| {
@@ -118,7 +119,7 @@ pub fn load_slot(
                     commitment: row.get(1)?,
                     received_at: row.get(2)?,
                     attested_unix: row.get(3)?,
-                    possession_key: row.get(4)?,
+                    possession_public_key: row.get(4)?,
                 })
             },
         )

@@ -8,7 +8,7 @@
 use std::str::FromStr as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rkm_proto::commitment::{possession_key, share_commitment};
+use rkm_proto::commitment::{PossessionKey, share_commitment};
 use rkm_proto::envelope::{EnvelopeContents, seal};
 use rkm_proto::key_record::{KeyCustodian, KeyRecord, SignedKeyRecord, key_id_for};
 use rkm_proto::messages::{
@@ -156,16 +156,15 @@ fn load_key(connection: &rusqlite::Connection, key: &str) -> rusqlite::Result<Op
     Ok(Some(summary))
 }
 
-/// What the HSM part of the ceremony produced: no share and no KEK (the
-/// possession keys are one-way hashes of the shares, kept by rkmd only).
+/// What the HSM part of the ceremony produced: nothing secret.
 struct Generated {
     record: KeyRecord,
     signed: SignedKeyRecord,
     /// (custodian, age ciphertext of their share).
     envelopes: Vec<(String, Vec<u8>)>,
-    /// Per custodian, in record order: the key that proves possession of
-    /// their share (see `rkm_proto::commitment::possession_key`).
-    possession_keys: Vec<zeroize::Zeroizing<[u8; 32]>>,
+    /// Per custodian, in record order: the public key that checks proofs of
+    /// possession of their share ([`PossessionKey`]).
+    possession_keys: Vec<[u8; 32]>,
 }
 
 impl Services {
@@ -402,7 +401,7 @@ impl Services {
         for ((member, share), salt) in members.iter().zip(shares).zip(salts.chunks_exact(32)) {
             let salt: [u8; 32] = salt.try_into().expect("32 bytes");
             let commitment = share_commitment(&key_id, &share, &salt);
-            possession_keys.push(possession_key(&key_id, &share, &salt));
+            possession_keys.push(PossessionKey::derive(&key_id, &share, &salt).public_key());
             let recipient =
                 age::x25519::Recipient::from_str(&member.age_recipient).map_err(|e| {
                     CeremonyError::Internal(format!(
@@ -529,7 +528,7 @@ impl Services {
                     debug_assert_eq!(custodian.name, name);
                     connection
                         .execute(
-                            "INSERT INTO key_custodians (key_id, custodian, x, commitment, envelope, possession_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            "INSERT INTO key_custodians (key_id, custodian, x, commitment, envelope, possession_public_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                             params![record.key_id, custodian.name, custodian.x, custodian.commitment.to_vec(), envelope, possession.as_slice()],
                         )
                         .map_err(crate::store::StoreError::from)?;
@@ -778,7 +777,7 @@ impl Services {
             ));
             return self.refuse(event, error).await;
         };
-        let (x, received_at, possession) = (slot.x, slot.received_at, slot.possession_key);
+        let (x, received_at, possession) = (slot.x, slot.received_at, slot.possession_public_key);
         let commitment = custodians::stored_commitment(slot.commitment)?;
         let message = share_receipt_message(&summary.key_id, &custodian, x, &commitment);
         if let Err(error) =

@@ -126,8 +126,8 @@ pub const MIGRATIONS: &[&str] = &[
     // share (history is in the audit log); unix seconds orders them.
     "ALTER TABLE key_custodians ADD COLUMN attested_at TEXT NOT NULL DEFAULT '';
     ALTER TABLE key_custodians ADD COLUMN attested_unix INTEGER NOT NULL DEFAULT 0;",
-    // 7: per custodian, the key that proves possession of their share in
-    // receipts and attestations (a hash of the share, like the commitment,
-    // but never published); NULL for keys imported from a record.
-    "ALTER TABLE key_custodians ADD COLUMN possession_key BLOB;",
+    // 7: per custodian, the public half of the key derived from their share
+    // that proves possession of it in receipts and attestations; NULL for
+    // keys imported from a record.
+    "ALTER TABLE key_custodians ADD COLUMN possession_public_key BLOB;",
 ];
