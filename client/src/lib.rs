@@ -6,6 +6,11 @@
 pub mod commands;
 pub mod connect;
 pub mod exit;
+pub mod key_record_file;
+pub mod key_report;
 pub mod output;
 pub mod passphrase;
+pub mod recovery_ceremony;
 pub mod share_store;
+pub mod trust;
+pub mod ui;

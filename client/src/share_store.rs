@@ -17,8 +17,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use rkm_proto::checkpoint::VerifierKey;
+use rkm_proto::commitment::PossessionKey;
+use rkm_proto::envelope::{self, EnvelopeContents};
+use rkm_proto::identity::CustodianIdentity;
 use rkm_proto::key_record::{KeyRecord, SignedKeyRecord};
 use serde::{Deserialize, Serialize};
+
+use crate::exit::VerificationFailed;
+use crate::trust::{key_fingerprint, stored_record_audit_key};
 
 /// The envelope file in a key's folder.
 pub const SHARE_FILE: &str = "share.age";
@@ -388,6 +394,170 @@ pub fn write_new_file_atomically(path: &Path, bytes: &[u8], mode: u32) -> anyhow
     })?;
     fs::File::open(dir)?.sync_all()?;
     Ok(())
+}
+
+/// A share that passed every check against its key record, and what was
+/// checked, in the words `share fetch` and `share verify` print.
+#[derive(Debug)]
+pub struct VerifiedShare {
+    /// The key record, its signature verified with `audit_key`.
+    pub record: KeyRecord,
+    pub audit_key: VerifierKey,
+    /// The share's x, as the record gives it.
+    pub x: u8,
+    /// The share's commitment, as the record gives it.
+    pub commitment: [u8; 32],
+    /// The opened envelope.
+    ///
+    /// # Security
+    /// Holds the share; drop it as soon as it has been sealed or its
+    /// possession key derived (it zeroizes on drop).
+    pub contents: EnvelopeContents,
+    pub checks: Vec<String>,
+}
+
+fn verification(what: &str, error: impl std::fmt::Display) -> anyhow::Error {
+    VerificationFailed::error(format!("{what}: {error}"))
+}
+
+fn parse_key_record(key_record_file: &str) -> anyhow::Result<SignedKeyRecord> {
+    SignedKeyRecord::from_file(key_record_file)
+        .map_err(|error| verification("the key record is not valid", error))
+}
+
+impl VerifiedShare {
+    /// Every check of a share against its key record: the record's signature
+    /// with `audit_key`, that it is for `key_id`, that the envelope opens with
+    /// `identity`, and that the share is the one the record lists for this
+    /// identity (x, threshold, commitment). Nothing here touches the disk or
+    /// the network.
+    ///
+    /// # Errors
+    /// Any check fails ([`VerificationFailed`]).
+    pub fn check(
+        envelope_bytes: &[u8],
+        key_record_file: &str,
+        identity: &CustodianIdentity,
+        audit_key: &VerifierKey,
+        key_id: &str,
+    ) -> anyhow::Result<Self> {
+        Self::check_signed(
+            envelope_bytes,
+            parse_key_record(key_record_file)?,
+            identity,
+            audit_key,
+            key_id,
+        )
+    }
+
+    fn check_signed(
+        envelope_bytes: &[u8],
+        signed: SignedKeyRecord,
+        identity: &CustodianIdentity,
+        audit_key: &VerifierKey,
+        key_id: &str,
+    ) -> anyhow::Result<Self> {
+        let record = signed
+            .verify(audit_key)
+            .map_err(|error| verification("the key record does not verify", error))?;
+        let mut checks = vec![format!(
+            "key record signature verifies with audit key {audit_key} (fingerprint {})",
+            key_fingerprint(audit_key)
+        )];
+        if record.key_id != key_id {
+            return Err(VerificationFailed::error(format!(
+                "the key record is for key {}, not {key_id}",
+                record.key_id
+            )));
+        }
+        checks.push(format!(
+            "key record is for key {} ({}), threshold {} of {}",
+            record.key_id,
+            record.label,
+            record.threshold,
+            record.custodians.len()
+        ));
+        let contents = envelope::open(envelope_bytes, identity.age_identity())
+            .map_err(|error| verification("the share envelope does not open", error))?;
+        checks.push(format!(
+            "envelope opens with your identity ({})",
+            identity.name()
+        ));
+        let entry = contents
+            .verify_against_record(&record, &identity.card())
+            .map_err(|error| verification("the share does not match the key record", error))?;
+        let (x, commitment) = (entry.x, entry.commitment);
+        checks.push(format!(
+            "key record lists {} with this identity's Ed25519 key and age recipient",
+            identity.name()
+        ));
+        checks.push(format!("share x = {x}, as the key record gives"));
+        checks.push(format!(
+            "envelope threshold {} = key record threshold",
+            contents.threshold
+        ));
+        checks.push(format!(
+            "share matches its commitment {}",
+            hex::encode(commitment)
+        ));
+        Ok(VerifiedShare {
+            record,
+            audit_key: audit_key.clone(),
+            x,
+            commitment,
+            contents,
+            checks,
+        })
+    }
+
+    /// The key that proves possession of this share in receipts and
+    /// attestations, derived from the share; the share itself is dropped.
+    pub fn into_possession_key(self) -> (VerifiedFacts, PossessionKey) {
+        let possession_key = PossessionKey::derive(
+            &self.record.key_id,
+            &self.contents.share,
+            &self.contents.salt,
+        );
+        let facts = VerifiedFacts {
+            record: self.record,
+            audit_key: self.audit_key,
+            x: self.x,
+            commitment: self.commitment,
+            checks: self.checks,
+        };
+        (facts, possession_key)
+    }
+}
+
+/// What was verified of a share, without the share.
+#[derive(Debug)]
+pub struct VerifiedFacts {
+    pub record: KeyRecord,
+    pub audit_key: VerifierKey,
+    pub x: u8,
+    pub commitment: [u8; 32],
+    pub checks: Vec<String>,
+}
+
+impl StoredShare {
+    /// Verifies this stored share (see [`VerifiedShare::check`]) with the
+    /// audit key [`stored_record_audit_key`] picks from `given` and the pins
+    /// of `dir`.
+    ///
+    /// # Errors
+    /// The record is not valid or does not verify, the share does not match
+    /// it, or `given` contradicts a pin ([`VerificationFailed`]); no audit
+    /// key is given or pinned.
+    pub fn open_verified(
+        &self,
+        dir: &ShareDir,
+        identity: &CustodianIdentity,
+        given_audit_key: Option<&VerifierKey>,
+    ) -> anyhow::Result<VerifiedShare> {
+        let signed = parse_key_record(&self.key_record)?;
+        let audit_key = stored_record_audit_key(given_audit_key, dir, &signed)?;
+        VerifiedShare::check_signed(&self.envelope, signed, identity, &audit_key, &self.key_id)
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Subcommand;
@@ -26,13 +26,11 @@ use rkm_proto::checkpoint::VerifierKey;
 use rkm_proto::key_record::SignedKeyRecord;
 use serde::Serialize;
 
-use crate::commands::audit::parse_audit_key;
-use crate::commands::recovery::progress_bar;
 use crate::exit::VerificationFailed;
+use crate::key_record_file::read_key_record;
 use crate::output::{OutputFormat, emit, print_json};
-
-/// Largest key record file read.
-const MAX_KEY_RECORD_FILE: u64 = 2 * 1024 * 1024;
+use crate::trust::parse_audit_key;
+use crate::ui::{Unit, progress_bar};
 
 /// Recovery artefact bundles.
 #[derive(Debug, Subcommand)]
@@ -147,22 +145,6 @@ pub fn run(command: ArtefactCommand, output: OutputFormat) -> anyhow::Result<()>
     }
 }
 
-fn read_key_record(path: &Path) -> anyhow::Result<String> {
-    let file = File::open(path)
-        .with_context(|| format!("cannot open the key record {}", path.display()))?;
-    let mut text = String::new();
-    file.take(MAX_KEY_RECORD_FILE + 1)
-        .read_to_string(&mut text)
-        .with_context(|| format!("cannot read the key record {} as text", path.display()))?;
-    if text.len() as u64 > MAX_KEY_RECORD_FILE {
-        anyhow::bail!(
-            "the key record {} is larger than {MAX_KEY_RECORD_FILE} bytes",
-            path.display()
-        );
-    }
-    Ok(text)
-}
-
 fn verify(args: &VerifyArgs, output: OutputFormat) -> anyhow::Result<()> {
     let text = read_key_record(&args.key_record)?;
     let record_audit_key = args
@@ -187,11 +169,7 @@ fn verify(args: &VerifyArgs, output: OutputFormat) -> anyhow::Result<()> {
     let file = File::open(&args.file)
         .with_context(|| format!("cannot open the artefact {}", args.file.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let bar = progress_bar(
-        size,
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
-        "verifying",
-    );
+    let bar = progress_bar(size, Unit::Bytes, "verifying");
     let input = BufReader::with_capacity(
         1 << 20,
         Counting {

@@ -23,11 +23,12 @@ use rkm_proto::v1::recovery_service_client::RecoveryServiceClient;
 use rkm_proto::v1::{GetAuditKeyRequest, GetKeyRequest, ListEntriesRequest, ListNoticesRequest};
 use serde::Serialize;
 
-use super::recovery::open::{OpenArgs, parse_expiry};
-use super::recovery::{get_recovery, state_name};
 use crate::connect::Target;
 use crate::exit::RpcResultExt as _;
 use crate::output::{OutputFormat, emit, print_json};
+use crate::recovery_ceremony::get_recovery;
+use crate::recovery_ceremony::opening::{OpenArgs, open_ceremony, parse_expiry};
+use crate::ui::recovery_state_name;
 
 /// Recovery drills.
 #[derive(Debug, Subcommand)]
@@ -109,7 +110,7 @@ async fn open(args: DrillOpenArgs, target: &Target, output: OutputFormat) -> any
         justification: args.justification,
         drill: true,
     };
-    super::recovery::open::open(open_args, request_toml, request, target, output).await
+    open_ceremony(open_args, request_toml, request, target, output).await
 }
 
 /// What `drill report --output json` prints.
@@ -244,7 +245,7 @@ async fn report(args: &ReportArgs, target: &Target, output: OutputFormat) -> any
             )
         })
         .collect();
-    let state = state_name(summary.state);
+    let state = recovery_state_name(summary.state);
     let outcome = match state {
         "completed" if drill_signature_verifies => "passed".to_owned(),
         "completed" => "failed: the drill signature does not verify".to_owned(),

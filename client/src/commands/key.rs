@@ -4,8 +4,7 @@
 //! key record (`import`).
 
 use std::fmt::Write as _;
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Subcommand;
@@ -14,17 +13,15 @@ use rkm_proto::fingerprint::fingerprint;
 use rkm_proto::key_record::{KeyRecord, SignedKeyRecord};
 use rkm_proto::v1::key_service_client::KeyServiceClient;
 use rkm_proto::v1::{
-    CreateKeyRequest, GetKeyRequest, ImportKeyRequest, KeyState, KeySummary, ListKeysRequest,
+    CreateKeyRequest, GetKeyRequest, ImportKeyRequest, KeySummary, ListKeysRequest,
 };
-use serde::Serialize;
 
-use crate::commands::audit::parse_audit_key;
 use crate::connect::Target;
 use crate::exit::{RpcResultExt as _, VerificationFailed};
+use crate::key_record_file::read_key_record;
+use crate::key_report::{KeyReport, attestation_summary};
 use crate::output::{OutputFormat, emit, print_json};
-
-/// Largest key record file read.
-const MAX_KEY_RECORD_FILE: u64 = 2 * 1024 * 1024;
+use crate::trust::parse_audit_key;
 
 /// Recovery keys: the key generation ceremony and its progress.
 #[derive(Debug, Subcommand)]
@@ -85,90 +82,6 @@ pub struct ImportArgs {
     /// a key you trust proves the record is genuine.
     #[arg(long, value_name = "VKEY", value_parser = parse_audit_key)]
     pub record_audit_key: VerifierKey,
-}
-
-/// A key as `--output json` prints it.
-#[derive(Debug, Serialize)]
-pub struct KeyReport {
-    pub key_id: String,
-    pub label: String,
-    pub state: &'static str,
-    pub threshold: u32,
-    pub custodian_count: usize,
-    pub public_key_fingerprint: String,
-    pub public_key_spki: String,
-    pub ceremony_id: String,
-    pub created_at: String,
-    /// The audit key that signed the key record when it is not this rkmd's
-    /// own (an imported key); absent for keys generated here.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub record_audit_key: Option<String>,
-    pub receipts: Vec<ReceiptReport>,
-    /// Custodians whose receipt is not in yet.
-    pub missing: Vec<String>,
-    /// Custodians who attested their share within the window.
-    pub attested_recently: u32,
-    pub attestation_window_days: u32,
-    /// Fewer recent attestations than the threshold.
-    pub quorum_at_risk: bool,
-}
-
-/// One custodian's receipt.
-#[derive(Debug, Serialize)]
-pub struct ReceiptReport {
-    pub custodian: String,
-    pub received: bool,
-    pub received_at: Option<String>,
-    /// Their latest share attestation.
-    pub attested_at: Option<String>,
-    pub attested_recently: bool,
-}
-
-/// A key's state as rkm prints it.
-pub fn state_name(state: i32) -> &'static str {
-    match KeyState::try_from(state) {
-        Ok(KeyState::AwaitingReceipts) => "awaiting-receipts",
-        Ok(KeyState::Active) => "active",
-        _ => "unknown",
-    }
-}
-
-impl From<KeySummary> for KeyReport {
-    fn from(key: KeySummary) -> Self {
-        let missing = key
-            .receipts
-            .iter()
-            .filter(|receipt| !receipt.received)
-            .map(|receipt| receipt.custodian.clone())
-            .collect();
-        KeyReport {
-            state: state_name(key.state),
-            custodian_count: key.receipts.len(),
-            public_key_fingerprint: fingerprint(&key.public_key_spki),
-            public_key_spki: hex::encode(&key.public_key_spki),
-            receipts: key
-                .receipts
-                .into_iter()
-                .map(|receipt| ReceiptReport {
-                    custodian: receipt.custodian,
-                    received: receipt.received,
-                    received_at: (!receipt.received_at.is_empty()).then_some(receipt.received_at),
-                    attested_at: (!receipt.attested_at.is_empty()).then_some(receipt.attested_at),
-                    attested_recently: receipt.attested_recently,
-                })
-                .collect(),
-            missing,
-            key_id: key.key_id,
-            label: key.label,
-            threshold: key.threshold,
-            ceremony_id: key.ceremony_id,
-            created_at: key.created_at,
-            record_audit_key: (!key.record_audit_key.is_empty()).then_some(key.record_audit_key),
-            quorum_at_risk: key.attested_recently < key.threshold,
-            attested_recently: key.attested_recently,
-            attestation_window_days: key.attestation_window_days,
-        }
-    }
 }
 
 /// Runs one `rkm key` command.
@@ -263,22 +176,6 @@ pub async fn run(command: KeyCommand, target: &Target, output: OutputFormat) -> 
     }
 }
 
-fn read_key_record(path: &Path) -> anyhow::Result<String> {
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("cannot open the key record {}", path.display()))?;
-    let mut text = String::new();
-    file.take(MAX_KEY_RECORD_FILE + 1)
-        .read_to_string(&mut text)
-        .with_context(|| format!("cannot read the key record {} as text", path.display()))?;
-    if text.len() as u64 > MAX_KEY_RECORD_FILE {
-        anyhow::bail!(
-            "the key record {} is larger than {MAX_KEY_RECORD_FILE} bytes",
-            path.display()
-        );
-    }
-    Ok(text)
-}
-
 /// rkmd checked the record (signature, custodians); this checks that the key
 /// it reports is the one in the file, verified with the key the operator
 /// gave — not some other key it already had.
@@ -347,23 +244,6 @@ fn render_key(key: &KeyReport) -> String {
         let _ = writeln!(text, "  {:<28} {when}", receipt.custodian);
     }
     text
-}
-
-/// "2 of 3 custodians in the last 90 days (threshold 2)", flagged when a
-/// quorum is at risk.
-pub fn attestation_summary(key: &KeyReport) -> String {
-    format!(
-        "{} of {} custodians in the last {} days (threshold {}){}",
-        key.attested_recently,
-        key.custodian_count,
-        key.attestation_window_days,
-        key.threshold,
-        if key.quorum_at_risk {
-            " — QUORUM AT RISK: custodians, check and attest your share (rkm share verify --attest)"
-        } else {
-            ""
-        }
-    )
 }
 
 fn render_list(keys: &[KeyReport]) -> String {

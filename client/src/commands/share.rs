@@ -9,30 +9,27 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use rkm_proto::checkpoint::VerifierKey;
 use rkm_proto::commitment::PossessionKey;
-use rkm_proto::envelope;
-use rkm_proto::fingerprint::fingerprint;
 use rkm_proto::identity::CustodianIdentity;
-use rkm_proto::key_record::{KeyRecord, SignedKeyRecord};
 use rkm_proto::messages::{
     envelope_fetch_message, share_attestation_message, share_receipt_message,
 };
-use rkm_proto::v1::audit_service_client::AuditServiceClient;
 use rkm_proto::v1::key_service_client::KeyServiceClient;
 use rkm_proto::v1::{
-    AttestShareRequest, FetchEnvelopeRequest, GetAuditKeyRequest, GetKeyRequest,
+    AttestShareRequest, FetchEnvelopeRequest, FetchEnvelopeResponse, GetKeyRequest, KeySummary,
     SubmitReceiptRequest,
 };
 use serde::Serialize;
 use tonic::transport::Channel;
 
-use super::key::{KeyReport, attestation_summary, state_name};
 use crate::connect::Target;
 use crate::exit::{RpcResultExt as _, VerificationFailed};
+use crate::key_report::{KeyReport, attestation_summary};
 use crate::output::{OutputFormat, emit, print_json};
 use crate::passphrase::{PassphraseArgs, open_identity};
-use crate::share_store::{ShareDir, ShareDirArgs, Stored, TRUSTED_KEYS_FILE, check_key_id};
+use crate::share_store::{ShareDirArgs, Stored, VerifiedFacts, VerifiedShare, check_key_id};
+use crate::trust::{audit_key_for_fetch, key_fingerprint, parse_given_audit_key};
+use crate::ui::key_state_name;
 
 /// Your share of a recovery key: fetch it, verify it.
 #[derive(Debug, Subcommand)]
@@ -131,17 +128,6 @@ pub struct FetchReport {
     pub missing: Vec<String>,
 }
 
-/// A share that passed every check, and what was checked.
-#[derive(Debug)]
-struct Checked {
-    record: KeyRecord,
-    x: u8,
-    commitment: [u8; 32],
-    /// Derived from the share: proves possession in receipts and attestations.
-    possession_key: PossessionKey,
-    checks: Vec<String>,
-}
-
 /// Runs one `rkm share` command.
 ///
 /// # Errors
@@ -158,140 +144,9 @@ pub async fn run(
     }
 }
 
-fn parse_audit_key(text: &str) -> anyhow::Result<VerifierKey> {
-    VerifierKey::parse(text.trim()).map_err(|error| {
-        anyhow::anyhow!(
-            "--audit-key {:?} is not a verifier key: {error}; `rkmd init` and `rkm status` print it",
-            text.trim()
-        )
-    })
-}
-
-fn key_fingerprint(key: &VerifierKey) -> String {
-    fingerprint(&key.public_key())
-}
-
-/// Refuses `key` if the share directory pins another key for its origin.
-fn check_pin(dir: &ShareDir, key: &VerifierKey, source: &str) -> anyhow::Result<bool> {
-    match dir.pinned_audit_key(key.name())? {
-        Some(pinned) if pinned != *key => Err(VerificationFailed::error(format!(
-            "{} pins audit key {pinned} (fingerprint {}) for {:?}, but {source} is {key} (fingerprint {}): refusing. If this is another rkmd, use another --share-dir; if rkmd's audit key was really replaced, remove the pin after checking the new fingerprint",
-            dir.path().join(TRUSTED_KEYS_FILE).display(),
-            key_fingerprint(&pinned),
-            key.name(),
-            key_fingerprint(key),
-        ))),
-        Some(_) => Ok(true),
-        None => Ok(false),
-    }
-}
-
-/// The audit key to verify with: `--audit-key`, else rkmd's; either must be
-/// the one the share directory pins for its origin.
-async fn trusted_audit_key(
-    given: Option<&str>,
-    dir: &ShareDir,
-    channel: Channel,
-) -> anyhow::Result<VerifierKey> {
-    if let Some(text) = given {
-        let key = parse_audit_key(text)?;
-        check_pin(dir, &key, "--audit-key")?;
-        return Ok(key);
-    }
-    let response = AuditServiceClient::new(channel)
-        .get_audit_key(GetAuditKeyRequest {})
-        .await
-        .rpc("asking rkmd for its audit key")?
-        .into_inner();
-    let key = VerifierKey::parse(&response.verifier_key).map_err(|error| {
-        VerificationFailed::error(format!(
-            "rkmd's audit key {:?} is not a valid verifier key: {error}",
-            response.verifier_key
-        ))
-    })?;
-    if !check_pin(dir, &key, "rkmd's audit key")? {
-        eprintln!(
-            "rkm: trusting rkmd's audit key on first use: {key}\nrkm: fingerprint {} — compare it with the one `rkmd init` printed; {} will pin it",
-            key_fingerprint(&key),
-            dir.path().join(TRUSTED_KEYS_FILE).display()
-        );
-    }
-    Ok(key)
-}
-
-fn verification(what: &str, error: impl std::fmt::Display) -> anyhow::Error {
-    VerificationFailed::error(format!("{what}: {error}"))
-}
-
-/// Every check of a share against its key record. Nothing here touches the
-/// disk or the network.
-fn check_share(
-    envelope_bytes: &[u8],
-    key_record_file: &str,
-    identity: &CustodianIdentity,
-    audit_key: &VerifierKey,
-    key_id: &str,
-) -> anyhow::Result<Checked> {
-    let signed = SignedKeyRecord::from_file(key_record_file)
-        .map_err(|error| verification("the key record is not valid", error))?;
-    let record = signed
-        .verify(audit_key)
-        .map_err(|error| verification("the key record does not verify", error))?;
-    let mut checks = vec![format!(
-        "key record signature verifies with audit key {audit_key} (fingerprint {})",
-        key_fingerprint(audit_key)
-    )];
-    if record.key_id != key_id {
-        return Err(VerificationFailed::error(format!(
-            "the key record is for key {}, not {key_id}",
-            record.key_id
-        )));
-    }
-    checks.push(format!(
-        "key record is for key {} ({}), threshold {} of {}",
-        record.key_id,
-        record.label,
-        record.threshold,
-        record.custodians.len()
-    ));
-    let contents = envelope::open(envelope_bytes, identity.age_identity())
-        .map_err(|error| verification("the share envelope does not open", error))?;
-    checks.push(format!(
-        "envelope opens with your identity ({})",
-        identity.name()
-    ));
-    let entry = contents
-        .verify_against_record(&record, &identity.card())
-        .map_err(|error| verification("the share does not match the key record", error))?;
-    let (x, commitment) = (entry.x, entry.commitment);
-    checks.push(format!(
-        "key record lists {} with this identity's Ed25519 key and age recipient",
-        identity.name()
-    ));
-    checks.push(format!("share x = {x}, as the key record gives"));
-    checks.push(format!(
-        "envelope threshold {} = key record threshold",
-        contents.threshold
-    ));
-    checks.push(format!(
-        "share matches its commitment {}",
-        hex::encode(commitment)
-    ));
-    let possession_key = PossessionKey::derive(&record.key_id, &contents.share, &contents.salt);
-    drop(contents);
-    Ok(Checked {
-        record,
-        x,
-        commitment,
-        possession_key,
-        checks,
-    })
-}
-
 fn share_report(
-    checked: &Checked,
+    checked: &VerifiedFacts,
     identity: &CustodianIdentity,
-    audit_key: &VerifierKey,
     folder: String,
 ) -> ShareReport {
     ShareReport {
@@ -302,8 +157,8 @@ fn share_report(
         threshold: checked.record.threshold,
         custodians: checked.record.custodians.len(),
         commitment: hex::encode(checked.commitment),
-        audit_key: audit_key.to_string(),
-        audit_key_fingerprint: key_fingerprint(audit_key),
+        audit_key: checked.audit_key.to_string(),
+        audit_key_fingerprint: key_fingerprint(&checked.audit_key),
         folder,
         checks: checked.checks.clone(),
     }
@@ -334,14 +189,16 @@ fn unix_now() -> anyhow::Result<u64> {
         .as_secs())
 }
 
-async fn fetch(args: FetchArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
-    let identity = open_identity(&args.identity, &args.passphrase)?;
-    let dir = args.share_dir.resolve()?;
-    let channel = target.connect().await?;
-    let mut keys = KeyServiceClient::new(channel.clone());
+/// Asks rkmd for the key and for this custodian's envelope of it, signed
+/// for with the identity. Returns the key id and what rkmd sent.
+async fn fetch_envelope(
+    keys: &mut KeyServiceClient<Channel>,
+    identity: &CustodianIdentity,
+    key: &str,
+) -> anyhow::Result<(String, FetchEnvelopeResponse)> {
     let summary = keys
         .get_key(GetKeyRequest {
-            key: args.key.clone(),
+            key: key.to_owned(),
         })
         .await
         .rpc("looking up the key")?
@@ -349,14 +206,14 @@ async fn fetch(args: FetchArgs, target: &Target, output: OutputFormat) -> anyhow
         .key
         .context("rkmd sent no key")?;
     let key_id = summary.key_id;
-    check_key_id(&key_id).map_err(|error| verification("rkmd named the key oddly", error))?;
-    let name = identity.name().to_owned();
+    check_key_id(&key_id)
+        .map_err(|error| VerificationFailed::error(format!("rkmd named the key oddly: {error}")))?;
     let unix_time = unix_now()?;
-    let signature = identity.sign(&envelope_fetch_message(&key_id, &name, unix_time));
+    let signature = identity.sign(&envelope_fetch_message(&key_id, identity.name(), unix_time));
     let fetched = keys
         .fetch_envelope(FetchEnvelopeRequest {
             key: key_id.clone(),
-            custodian: name.clone(),
+            custodian: identity.name().to_owned(),
             unix_time,
             signature: signature.to_vec(),
         })
@@ -369,44 +226,66 @@ async fn fetch(args: FetchArgs, target: &Target, output: OutputFormat) -> anyhow
             fetched.key_id
         )));
     }
-    let audit_key = trusted_audit_key(args.audit_key.as_deref(), &dir, channel).await?;
-    let checked = check_share(
+    Ok((key_id, fetched))
+}
+
+/// Signs the receipt of a verified, stored share and sends it with its
+/// possession proof; returns the key as rkmd then reports it.
+async fn send_receipt(
+    keys: &mut KeyServiceClient<Channel>,
+    identity: &CustodianIdentity,
+    share: &VerifiedFacts,
+    possession_key: &PossessionKey,
+) -> anyhow::Result<KeySummary> {
+    let key_id = &share.record.key_id;
+    let message = share_receipt_message(key_id, identity.name(), share.x, &share.commitment);
+    let receipt = identity.sign(&message);
+    keys.submit_receipt(SubmitReceiptRequest {
+        key_id: key_id.clone(),
+        custodian: identity.name().to_owned(),
+        signature: receipt.to_vec(),
+        possession_proof: possession_key.prove(&message).to_vec(),
+    })
+    .await
+    .rpc("sending your receipt")?
+    .into_inner()
+    .key
+    .context("rkmd sent no key")
+}
+
+async fn fetch(args: FetchArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
+    let identity = open_identity(&args.identity, &args.passphrase)?;
+    let dir = args.share_dir.resolve()?;
+    let channel = target.connect().await?;
+    let mut keys = KeyServiceClient::new(channel.clone());
+    let (key_id, fetched) = fetch_envelope(&mut keys, &identity, &args.key).await?;
+    let audit_key = audit_key_for_fetch(args.audit_key.as_deref(), &dir, channel).await?;
+    let (share, possession_key) = VerifiedShare::check(
         &fetched.envelope,
         &fetched.signed_key_record,
         &identity,
         &audit_key,
         &key_id,
-    )?;
-    if checked.record.label != args.key && checked.record.key_id != args.key {
+    )?
+    .into_possession_key();
+    if share.record.label != args.key && share.record.key_id != args.key {
         return Err(VerificationFailed::error(format!(
             "you asked for key {:?}, but the key record is for {:?} ({})",
-            args.key, checked.record.label, checked.record.key_id
+            args.key, share.record.label, share.record.key_id
         )));
     }
     let stored = dir.store(&key_id, &fetched.envelope, &fetched.signed_key_record)?;
     dir.pin_audit_key(&audit_key)?;
     let folder = dir.key_folder(&key_id);
-    let message = share_receipt_message(&key_id, &name, checked.x, &checked.commitment);
-    let receipt = identity.sign(&message);
-    let key = keys
-        .submit_receipt(SubmitReceiptRequest {
-            key_id: key_id.clone(),
-            custodian: name,
-            signature: receipt.to_vec(),
-            possession_proof: checked.possession_key.prove(&message).to_vec(),
-        })
+    let key = send_receipt(&mut keys, &identity, &share, &possession_key)
         .await
-        .rpc("sending your receipt")
         .with_context(|| {
             format!(
                 "your share is verified and stored in {}, but rkmd has no receipt yet: run `rkm share fetch --key {}` again",
                 folder.display(),
                 args.key
             )
-        })?
-        .into_inner()
-        .key
-        .context("rkmd sent no key")?;
+        })?;
     let missing: Vec<String> = key
         .receipts
         .iter()
@@ -414,14 +293,9 @@ async fn fetch(args: FetchArgs, target: &Target, output: OutputFormat) -> anyhow
         .map(|receipt| receipt.custodian.clone())
         .collect();
     let report = FetchReport {
-        share: share_report(
-            &checked,
-            &identity,
-            &audit_key,
-            folder.display().to_string(),
-        ),
+        share: share_report(&share, &identity, folder.display().to_string()),
         written: stored == Stored::Written,
-        key_state: state_name(key.state),
+        key_state: key_state_name(key.state),
         receipts: key.receipts.len() - missing.len(),
         missing,
     };
@@ -445,41 +319,17 @@ async fn verify(args: &VerifyArgs, target: &Target, output: OutputFormat) -> any
     let dir = args.share_dir.resolve()?;
     let stored = dir.load(&args.key)?;
     let identity = open_identity(&args.identity, &args.passphrase)?;
-    let audit_key = match &args.audit_key {
-        Some(text) => {
-            let key = parse_audit_key(text)?;
-            check_pin(&dir, &key, "--audit-key")?;
-            key
-        }
-        None => {
-            let signed = SignedKeyRecord::from_file(&stored.key_record)
-                .map_err(|error| verification("the stored key record is not valid", error))?;
-            let stated = VerifierKey::parse(&signed.audit_verifier_key)
-                .map_err(|error| verification("the stored key record's audit key", error))?;
-            dir.pinned_audit_key(stated.name())?.with_context(|| {
-                format!(
-                    "{} pins no audit key for {:?}: give --audit-key (as `rkmd init` printed it)",
-                    dir.path().join(TRUSTED_KEYS_FILE).display(),
-                    stated.name()
-                )
-            })?
-        }
-    };
-    let checked = check_share(
-        &stored.envelope,
-        &stored.key_record,
-        &identity,
-        &audit_key,
-        &stored.key_id,
-    )?;
-    let report = share_report(
-        &checked,
-        &identity,
-        &audit_key,
-        stored.folder.display().to_string(),
-    );
+    let given = args
+        .audit_key
+        .as_deref()
+        .map(parse_given_audit_key)
+        .transpose()?;
+    let (share, possession_key) = stored
+        .open_verified(&dir, &identity, given.as_ref())?
+        .into_possession_key();
+    let report = share_report(&share, &identity, stored.folder.display().to_string());
     if args.attest {
-        return attest(report, &checked, &identity, target, output).await;
+        return attest(report, &share, &possession_key, &identity, target, output).await;
     }
     match output {
         OutputFormat::Json => print_json(&report),
@@ -494,7 +344,8 @@ async fn verify(args: &VerifyArgs, target: &Target, output: OutputFormat) -> any
 /// Signs and sends the attestation of a share that was just checked.
 async fn attest(
     share: ShareReport,
-    checked: &Checked,
+    checked: &VerifiedFacts,
+    possession_key: &PossessionKey,
     identity: &CustodianIdentity,
     target: &Target,
     output: OutputFormat,
@@ -514,7 +365,7 @@ async fn attest(
             custodian: identity.name().to_owned(),
             unix_time,
             signature: signature.to_vec(),
-            possession_proof: checked.possession_key.prove(&message).to_vec(),
+            possession_proof: possession_key.prove(&message).to_vec(),
         })
         .await
         .rpc("sending your share attestation")?

@@ -7,11 +7,11 @@ use rkm_proto::v1::system_service_client::SystemServiceClient;
 use rkm_proto::v1::{GetStatusRequest, ListKeysRequest};
 use serde::Serialize;
 
-use super::key::{KeyReport, attestation_summary};
-use crate::connect::Target;
-use crate::exit::RpcResultExt as _;
 use std::fmt::Write as _;
 
+use crate::connect::Target;
+use crate::exit::RpcResultExt as _;
+use crate::key_report::{KeyReport, attestation_summary};
 use crate::output::{OutputFormat, emit, print_json};
 
 /// The status as `--output json` prints it.

@@ -22,14 +22,12 @@ use rkm_proto::v1::{GetConsistencyProofRequest, ListCheckpointsRequest, ListEntr
 use serde::Serialize;
 use tonic::transport::Channel;
 
-use super::verify::{READ_BUFFER, file_error};
-use super::{
-    TrustedLog, Unit, key_fingerprint, latest_checkpoint, parse_audit_key, progress_bar,
-    trust_daemon_key,
-};
+use super::{READ_BUFFER, file_error, latest_checkpoint};
 use crate::connect::Target;
 use crate::exit::{RpcResultExt as _, VerificationFailed};
 use crate::output::{OutputFormat, emit, print_json};
+use crate::trust::{TrustedLog, key_fingerprint, parse_audit_key, trust_daemon_key};
+use crate::ui::{Unit, progress_bar};
 
 /// Fetch the audit log into a file that `rkm audit verify` checks offline.
 ///

@@ -1,7 +1,8 @@
 //! `rkm audit`: the auditor's commands over rkmd's signed audit log — fetch it
 //! into a portable file, verify that file offline, show and filter entries,
 //! prove one entry's inclusion, and record an operator's note. One file per
-//! verb; the shared parts (trusting the audit key, progress bars) live here.
+//! verb; what they share (the latest checkpoint, checked; reading audit files
+//! and naming their errors) lives here.
 
 pub mod fetch;
 pub mod note;
@@ -10,16 +11,21 @@ pub mod show;
 pub mod verify;
 
 use clap::Subcommand;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rkm_proto::checkpoint::{Checkpoint, VerifierKey, open_signed_checkpoint};
-use rkm_proto::fingerprint::fingerprint;
+use std::path::Path;
+
+use rkm_proto::audit_file::AuditFileError;
+use rkm_proto::checkpoint::{Checkpoint, open_signed_checkpoint};
+use rkm_proto::v1::GetCheckpointRequest;
 use rkm_proto::v1::audit_service_client::AuditServiceClient;
-use rkm_proto::v1::{GetAuditKeyRequest, GetCheckpointRequest};
 use tonic::transport::Channel;
 
 use crate::connect::Target;
 use crate::exit::{RpcResultExt as _, VerificationFailed};
 use crate::output::OutputFormat;
+use crate::trust::TrustedLog;
+
+/// Read buffer of the verifier: large reads keep the pass I/O-cheap.
+pub(crate) const READ_BUFFER: usize = 1 << 20;
 
 /// Fetch, verify and inspect the signed audit log.
 #[derive(Debug, Subcommand)]
@@ -51,85 +57,6 @@ pub async fn run(
     }
 }
 
-/// Parses `--audit-key`, so that a malformed key is a usage error (exit 2).
-///
-/// # Errors
-///
-/// The string is not a C2SP Ed25519 verifier key; the message says where to
-/// find the right one.
-pub fn parse_audit_key(text: &str) -> Result<VerifierKey, String> {
-    VerifierKey::parse(text.trim()).map_err(|error| {
-        format!("{error}; `rkmd init` and `rkm status` print the audit key to pass here")
-    })
-}
-
-/// The audit key's fingerprint, as `rkmd init` prints it for comparison.
-pub fn key_fingerprint(key: &VerifierKey) -> String {
-    fingerprint(&key.public_key())
-}
-
-/// rkmd's audit key and origin, checked against the key the user trusts.
-#[derive(Debug)]
-pub struct TrustedLog {
-    /// The key checkpoints must be signed with.
-    pub key: VerifierKey,
-    /// The origin checkpoints must name.
-    pub origin: String,
-}
-
-/// Asks rkmd for its audit key and checks it against `trusted`, the key the
-/// user gave or one already on file. Without one, trusts rkmd's key on first
-/// use and says so on stderr, with the fingerprint to compare.
-///
-/// # Errors
-///
-/// rkmd cannot be asked; its key is malformed; or it differs from `trusted`
-/// ([`VerificationFailed`]).
-pub async fn trust_daemon_key(
-    client: &mut AuditServiceClient<Channel>,
-    trusted: Option<(&VerifierKey, &str)>,
-) -> anyhow::Result<TrustedLog> {
-    let response = client
-        .get_audit_key(GetAuditKeyRequest {})
-        .await
-        .rpc("asking rkmd for its audit key")?
-        .into_inner();
-    let daemon_key = VerifierKey::parse(&response.verifier_key).map_err(|error| {
-        VerificationFailed::error(format!(
-            "rkmd's audit key {:?} is not a valid verifier key: {error}",
-            response.verifier_key
-        ))
-    })?;
-    if response.origin != daemon_key.name() {
-        return Err(VerificationFailed::error(format!(
-            "rkmd's log origin {:?} is not the name of its audit key {:?}",
-            response.origin,
-            daemon_key.name()
-        )));
-    }
-    match trusted {
-        Some((key, source)) if *key != daemon_key => Err(VerificationFailed::error(format!(
-            "rkmd's audit key is {daemon_key} (fingerprint {}), not the trusted key {key} from {source} (fingerprint {}): refusing to trust another log's key",
-            key_fingerprint(&daemon_key),
-            key_fingerprint(key),
-        ))),
-        Some(_) => Ok(TrustedLog {
-            key: daemon_key,
-            origin: response.origin,
-        }),
-        None => {
-            eprintln!(
-                "rkm: trusting rkmd's audit key on first use: {daemon_key}\nrkm: fingerprint {} — compare it with the one `rkmd init` printed, and pass --audit-key to pin it",
-                key_fingerprint(&daemon_key)
-            );
-            Ok(TrustedLog {
-                key: daemon_key,
-                origin: response.origin,
-            })
-        }
-    }
-}
-
 /// rkmd's latest checkpoint, opened with the trusted key and checked for the
 /// trusted origin.
 ///
@@ -158,23 +85,12 @@ pub async fn latest_checkpoint(
     Ok((checkpoint, note))
 }
 
-/// A progress bar on stderr, drawn only when stderr is a terminal.
-pub fn progress_bar(len: u64, unit: Unit, message: &'static str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    let template = match unit {
-        Unit::Bytes => "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
-        Unit::Entries => "{msg} [{bar:30}] {human_pos}/{human_len} entries, eta {eta}",
-    };
-    if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style.progress_chars("=> "));
+/// An error about an audit file: exit 7 if the file is wrong, 1 if it could
+/// not be read.
+pub(crate) fn file_error(path: &Path, error: AuditFileError) -> anyhow::Error {
+    if error.is_verification_failure() {
+        VerificationFailed::error(format!("{} does not verify: {error}", path.display()))
+    } else {
+        anyhow::Error::new(error).context(format!("cannot verify {}", path.display()))
     }
-    bar.set_message(message);
-    bar
-}
-
-/// What a progress bar counts.
-#[derive(Debug, Clone, Copy)]
-pub enum Unit {
-    Bytes,
-    Entries,
 }

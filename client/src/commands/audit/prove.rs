@@ -11,10 +11,11 @@ use rkm_proto::v1::GetInclusionProofRequest;
 use rkm_proto::v1::audit_service_client::AuditServiceClient;
 use serde::Serialize;
 
-use super::{key_fingerprint, latest_checkpoint, parse_audit_key, trust_daemon_key};
+use super::latest_checkpoint;
 use crate::connect::Target;
 use crate::exit::{RpcResultExt as _, VerificationFailed};
 use crate::output::{OutputFormat, emit, print_json};
+use crate::trust::{key_fingerprint, parse_audit_key, trust_daemon_key};
 
 /// Prove that an entry is in the log, against the latest signed checkpoint.
 ///

@@ -14,7 +14,7 @@ use rkm_proto::v1::ListEntriesRequest;
 use rkm_proto::v1::audit_service_client::AuditServiceClient;
 use serde::Serialize;
 
-use super::verify::{READ_BUFFER, file_error};
+use super::{READ_BUFFER, file_error};
 use crate::connect::Target;
 use crate::exit::RpcResultExt as _;
 use crate::output::OutputFormat;

@@ -7,16 +7,14 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use rkm_proto::audit_file::{self, AuditFileError, Summary};
+use rkm_proto::audit_file::{self, Summary};
 use rkm_proto::checkpoint::VerifierKey;
 use serde::Serialize;
 
-use super::{Unit, key_fingerprint, parse_audit_key, progress_bar};
-use crate::exit::VerificationFailed;
+use super::{READ_BUFFER, file_error};
 use crate::output::{OutputFormat, emit, print_json};
-
-/// Read buffer of the verifier: large reads keep the pass I/O-cheap.
-pub(crate) const READ_BUFFER: usize = 1 << 20;
+use crate::trust::{key_fingerprint, parse_audit_key};
+use crate::ui::{Unit, progress_bar};
 
 /// Verify an audit file offline, without rkmd.
 ///
@@ -63,7 +61,7 @@ struct FailureReport<'a> {
 /// # Errors
 ///
 /// The key is malformed or the file cannot be read; the file does not verify
-/// ([`VerificationFailed`]).
+/// ([`VerificationFailed`](crate::exit::VerificationFailed)).
 pub fn run(args: &VerifyArgs, output: OutputFormat) -> anyhow::Result<()> {
     let key = &args.audit_key;
     let summary = match verify_file(&args.file, key) {
@@ -104,7 +102,7 @@ pub fn run(args: &VerifyArgs, output: OutputFormat) -> anyhow::Result<()> {
 /// # Errors
 ///
 /// The file cannot be opened or read; it does not verify
-/// ([`VerificationFailed`], naming the file).
+/// ([`VerificationFailed`](crate::exit::VerificationFailed), naming the file).
 pub fn verify_file(path: &Path, key: &VerifierKey) -> anyhow::Result<Summary> {
     let open = || File::open(path).map(|file| BufReader::with_capacity(READ_BUFFER, file));
     let len = std::fs::metadata(path)
@@ -115,16 +113,6 @@ pub fn verify_file(path: &Path, key: &VerifierKey) -> anyhow::Result<Summary> {
         audit_file::verify_reopening(open, key, key.name(), |bytes| bar.set_position(bytes));
     bar.finish_and_clear();
     result.map_err(|error| file_error(path, error))
-}
-
-/// An error about an audit file: exit 7 if the file is wrong, 1 if it could
-/// not be read.
-pub(crate) fn file_error(path: &Path, error: AuditFileError) -> anyhow::Error {
-    if error.is_verification_failure() {
-        VerificationFailed::error(format!("{} does not verify: {error}", path.display()))
-    } else {
-        anyhow::Error::new(error).context(format!("cannot verify {}", path.display()))
-    }
 }
 
 fn render_text(report: &VerifyReport) -> String {

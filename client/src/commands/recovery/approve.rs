@@ -6,26 +6,28 @@
 //! the digest, rkmd's fresh nonce and the share commitment.
 
 use std::fmt::Write as _;
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::PathBuf;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use rkm_proto::approval::approval_message;
 use rkm_proto::checkpoint::VerifierKey;
 use rkm_proto::custodian_card::parse_age_recipient;
 use rkm_proto::envelope;
-use rkm_proto::key_record::{KeyRecord, SignedKeyRecord};
+use rkm_proto::identity::CustodianIdentity;
+use rkm_proto::recovery_request::CeremonyKind;
 use rkm_proto::v1::recovery_service_client::RecoveryServiceClient;
-use rkm_proto::v1::{ApproveRequest, GetApprovalNonceRequest, RecoveryState};
+use rkm_proto::v1::{ApproveRequest, GetApprovalNonceRequest, RecoveryState, RecoverySummary};
 use serde::Serialize;
+use tonic::transport::Channel;
 
-use super::{RecoveryReport, checked_request, get_recovery, refused, render, state_name};
-use crate::commands::audit::parse_audit_key;
 use crate::connect::Target;
 use crate::exit::{RpcResultExt as _, VerificationFailed};
 use crate::output::{OutputFormat, emit, print_json};
 use crate::passphrase::{PassphraseArgs, open_identity};
-use crate::share_store::{ShareDir, ShareDirArgs, TRUSTED_KEYS_FILE};
+use crate::recovery_ceremony::{RecoveryReport, checked_request, get_recovery, refused, render};
+use crate::share_store::{ShareDirArgs, VerifiedShare};
+use crate::trust::parse_audit_key;
+use crate::ui::{confirm, recovery_state_name};
 
 /// Review a recovery request and approve it with your share (custodians).
 ///
@@ -71,60 +73,115 @@ pub struct ApproveReport {
     pub quorum_reached: bool,
 }
 
-/// Asks on the terminal; only a typed "yes" approves.
-fn confirm(ceremony_id: &str) -> anyhow::Result<()> {
-    if !std::io::stdin().is_terminal() {
-        bail!(
-            "not approving: there is no terminal to confirm on. Review the request with `rkm recovery show {ceremony_id}`, then run again with --yes"
-        );
-    }
-    let mut stderr = std::io::stderr().lock();
-    write!(
-        stderr,
-        "Approve this request with your share? Type \"yes\": "
-    )?;
-    stderr.flush()?;
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .context("reading your answer")?;
-    if answer.trim() != "yes" {
-        bail!("not approved; nothing was sent");
+/// Refuses a ceremony that takes no more approvals, as rkmd would.
+fn ensure_open(summary: &RecoverySummary) -> anyhow::Result<()> {
+    if summary.state != RecoveryState::Open as i32 {
+        return Err(refused(format!(
+            "ceremony {} is {}; it takes no more approvals",
+            summary.ceremony_id,
+            recovery_state_name(summary.state)
+        )));
     }
     Ok(())
 }
 
-/// The audit key to check the stored key record with: `--audit-key` (which
-/// must agree with the directory's pin), else the pinned one.
-///
-/// The pin is looked up by the origin the record names, i.e. the rkmd that
-/// signed it when the share was fetched. After a restore into another rkmd
-/// (another HSM, another audit key) that pin is still the right trust root:
-/// the record, the share and the custodian are unchanged, and the new rkmd's
-/// audit key plays no part in what the custodian signs.
-fn record_audit_key(
-    given: Option<&VerifierKey>,
-    dir: &ShareDir,
-    signed: &SignedKeyRecord,
-) -> anyhow::Result<VerifierKey> {
-    let stated = VerifierKey::parse(&signed.audit_verifier_key).map_err(|error| {
-        VerificationFailed::error(format!("your key record names a bad audit key: {error}"))
+/// Reads the ceremony, checks its request, and shows it for review — on
+/// stderr, so that standard output stays the result. Returns the ceremony
+/// as reviewed and its request digest.
+async fn review(
+    client: &mut RecoveryServiceClient<Channel>,
+    id: &str,
+) -> anyhow::Result<(RecoverySummary, [u8; 32])> {
+    let summary = get_recovery(client, id).await?;
+    ensure_open(&summary)?;
+    let (request, digest) = checked_request(&summary)?;
+    let mut review = render(&RecoveryReport::new(&summary, Some(&request)));
+    let what = match request.ceremony_kind {
+        CeremonyKind::Drill => "a drill: the key signs a drill challenge, no command".to_owned(),
+        CeremonyKind::Recovery => format!("{} target(s)", request.targets.count),
+    };
+    let _ = writeln!(
+        review,
+        "You approve request digest {} for {what}.",
+        hex::encode(digest),
+    );
+    eprint!("{review}");
+    Ok((summary, digest))
+}
+
+/// The custodian's share, from their own files, verified against their key
+/// record, which must be for the ceremony's key and threshold.
+fn verified_share(
+    args: &ApproveArgs,
+    identity: &CustodianIdentity,
+    summary: &RecoverySummary,
+) -> anyhow::Result<VerifiedShare> {
+    let dir = args.share_dir.resolve()?;
+    let stored = dir.load(&summary.key_id).with_context(|| {
+        format!(
+            "you ({}) hold no share of key {} here",
+            identity.name(),
+            summary.key_label
+        )
     })?;
-    let pinned = dir.pinned_audit_key(stated.name())?;
-    match (given, pinned) {
-        (Some(key), Some(pinned)) if *key != pinned => Err(VerificationFailed::error(format!(
-            "--audit-key {key} is not the audit key {pinned} that {} pins",
-            dir.path().join(TRUSTED_KEYS_FILE).display()
-        ))),
-        (Some(key), _) => Ok(key.clone()),
-        (None, Some(pinned)) => Ok(pinned),
-        (None, None) => bail!(
-            "{} pins no audit key for {:?}: give --audit-key (as `rkmd init` printed it; for a restored key, the old rkmd's)",
-            dir.path().join(TRUSTED_KEYS_FILE).display(),
-            stated.name()
-        ),
+    let share = stored.open_verified(&dir, identity, args.audit_key.as_ref())?;
+    let record = &share.record;
+    if record.key_id != summary.key_id || u32::from(record.threshold) != summary.threshold {
+        return Err(VerificationFailed::error(format!(
+            "your key record is for key {} with threshold {}, but rkmd says ceremony {} is for {} with threshold {}",
+            record.key_id, record.threshold, summary.ceremony_id, summary.key_id, summary.threshold
+        )));
     }
+    Ok(share)
+}
+
+/// A fresh approval nonce from rkmd.
+async fn fresh_nonce(
+    client: &mut RecoveryServiceClient<Channel>,
+    id: &str,
+    custodian: &str,
+) -> anyhow::Result<[u8; 32]> {
+    let nonce = client
+        .get_approval_nonce(GetApprovalNonceRequest {
+            ceremony_id: id.to_owned(),
+            custodian: custodian.to_owned(),
+        })
+        .await
+        .rpc("asking rkmd for an approval nonce")?
+        .into_inner()
+        .nonce;
+    nonce.as_slice().try_into().map_err(|_| {
+        VerificationFailed::error(format!(
+            "rkmd sent a {}-byte nonce; approvals use 32 bytes",
+            nonce.len()
+        ))
+    })
+}
+
+/// The share sealed to the ceremony's current age key (it changes when rkmd
+/// restarts), once the ceremony is checked to be still open with the request
+/// that was reviewed.
+async fn seal_to_current_ceremony(
+    client: &mut RecoveryServiceClient<Channel>,
+    reviewed: &RecoverySummary,
+    share: &VerifiedShare,
+) -> anyhow::Result<Vec<u8>> {
+    let id = &reviewed.ceremony_id;
+    let current = get_recovery(client, id).await?;
+    if current.request_digest != reviewed.request_digest
+        || current.canonical_request != reviewed.canonical_request
+    {
+        return Err(VerificationFailed::error(format!(
+            "the request of ceremony {id} changed while you reviewed it; nothing was sent"
+        )));
+    }
+    ensure_open(&current)?;
+    let recipient = parse_age_recipient(&current.ceremony_recipient).map_err(|error| {
+        VerificationFailed::error(format!(
+            "rkmd's key for ceremony {id} is not an age recipient: {error}"
+        ))
+    })?;
+    envelope::seal(&share.contents, &recipient).context("sealing your share")
 }
 
 /// Reviews, confirms, and sends the approval.
@@ -136,108 +193,23 @@ fn record_audit_key(
 pub async fn run(args: ApproveArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
     let mut client = RecoveryServiceClient::new(target.connect().await?);
     let id = args.ceremony_id.clone();
-    let summary = get_recovery(&mut client, &id).await?;
-    if summary.state != RecoveryState::Open as i32 {
-        return Err(refused(format!(
-            "ceremony {id} is {}; it takes no more approvals",
-            state_name(summary.state)
-        )));
-    }
-    let (request, digest) = checked_request(&summary)?;
-
-    // The review, on stderr so that standard output stays the result.
-    let mut review = render(&RecoveryReport::new(&summary, Some(&request)));
-    let what = match request.ceremony_kind {
-        rkm_proto::recovery_request::CeremonyKind::Drill => {
-            "a drill: the key signs a drill challenge, no command".to_owned()
-        }
-        rkm_proto::recovery_request::CeremonyKind::Recovery => {
-            format!("{} target(s)", request.targets.count)
-        }
-    };
-    let _ = writeln!(
-        review,
-        "You approve request digest {} for {what}.",
-        hex::encode(digest),
-    );
-    eprint!("{review}");
+    let (summary, digest) = review(&mut client, &id).await?;
     if !args.yes {
-        confirm(&id)?;
+        confirm(
+            "Approve this request with your share?",
+            &format!(
+                "not approving: there is no terminal to confirm on. Review the request with `rkm recovery show {id}`, then run again with --yes"
+            ),
+            "not approved; nothing was sent",
+        )?;
     }
-
-    // The share, from the custodian's own files.
     let identity = open_identity(&args.identity, &args.passphrase)?;
     let name = identity.name().to_owned();
-    let dir = args.share_dir.resolve()?;
-    let stored = dir.load(&summary.key_id).with_context(|| {
-        format!(
-            "you ({name}) hold no share of key {} here",
-            summary.key_label
-        )
-    })?;
-    let signed = SignedKeyRecord::from_file(&stored.key_record).map_err(|error| {
-        VerificationFailed::error(format!("your stored key record is not valid: {error}"))
-    })?;
-    let audit_key = record_audit_key(args.audit_key.as_ref(), &dir, &signed)?;
-    let record: KeyRecord = signed.verify(&audit_key).map_err(|error| {
-        VerificationFailed::error(format!("your stored key record does not verify: {error}"))
-    })?;
-    if record.key_id != summary.key_id || u32::from(record.threshold) != summary.threshold {
-        return Err(VerificationFailed::error(format!(
-            "your key record is for key {} with threshold {}, but rkmd says ceremony {id} is for {} with threshold {}",
-            record.key_id, record.threshold, summary.key_id, summary.threshold
-        )));
-    }
-    let contents = envelope::open(&stored.envelope, identity.age_identity()).map_err(|error| {
-        VerificationFailed::error(format!("your share envelope does not open: {error}"))
-    })?;
-    let commitment = contents
-        .verify_against_record(&record, &identity.card())
-        .map_err(|error| {
-            VerificationFailed::error(format!(
-                "your share does not match your key record: {error}"
-            ))
-        })?
-        .commitment;
-
-    // A fresh nonce, then the ceremony's current key (it changes when rkmd
-    // restarts), checking that the request is still the one reviewed.
-    let nonce = client
-        .get_approval_nonce(GetApprovalNonceRequest {
-            ceremony_id: id.clone(),
-            custodian: name.clone(),
-        })
-        .await
-        .rpc("asking rkmd for an approval nonce")?
-        .into_inner()
-        .nonce;
-    let nonce: [u8; 32] = nonce.as_slice().try_into().map_err(|_| {
-        VerificationFailed::error(format!(
-            "rkmd sent a {}-byte nonce; approvals use 32 bytes",
-            nonce.len()
-        ))
-    })?;
-    let current = get_recovery(&mut client, &id).await?;
-    if current.request_digest != summary.request_digest
-        || current.canonical_request != summary.canonical_request
-    {
-        return Err(VerificationFailed::error(format!(
-            "the request of ceremony {id} changed while you reviewed it; nothing was sent"
-        )));
-    }
-    if current.state != RecoveryState::Open as i32 {
-        return Err(refused(format!(
-            "ceremony {id} is {}; it takes no more approvals",
-            state_name(current.state)
-        )));
-    }
-    let recipient = parse_age_recipient(&current.ceremony_recipient).map_err(|error| {
-        VerificationFailed::error(format!(
-            "rkmd's key for ceremony {id} is not an age recipient: {error}"
-        ))
-    })?;
-    let sealed = envelope::seal(&contents, &recipient).context("sealing your share")?;
-    drop(contents);
+    let share = verified_share(&args, &identity, &summary)?;
+    let commitment = share.commitment;
+    let nonce = fresh_nonce(&mut client, &id, &name).await?;
+    let sealed = seal_to_current_ceremony(&mut client, &summary, &share).await?;
+    drop(share);
     let signature = identity.sign(&approval_message(&id, &digest, &nonce, &commitment));
     drop(identity);
 
@@ -255,21 +227,28 @@ pub async fn run(args: ApproveArgs, target: &Target, output: OutputFormat) -> an
         .into_inner()
         .recovery
         .context("rkmd sent no ceremony")?;
-    let quorum_reached = matches!(
-        RecoveryState::try_from(after.state),
-        Ok(RecoveryState::Signing | RecoveryState::Completed)
-    );
     let report = ApproveReport {
         ceremony_id: id,
         custodian: name,
         request_digest: hex::encode(digest),
-        state: state_name(after.state),
+        state: recovery_state_name(after.state),
         approval_count: after.approvals.len(),
         threshold: after.threshold,
-        quorum_reached,
+        quorum_reached: matches!(
+            RecoveryState::try_from(after.state),
+            Ok(RecoveryState::Signing | RecoveryState::Completed)
+        ),
     };
+    print_report(&report, &commitment, output)
+}
+
+fn print_report(
+    report: &ApproveReport,
+    commitment: &[u8; 32],
+    output: OutputFormat,
+) -> anyhow::Result<()> {
     match output {
-        OutputFormat::Json => print_json(&report),
+        OutputFormat::Json => print_json(report),
         OutputFormat::Text => {
             let mut text = format!(
                 "approved by {} (share commitment {}): {} of {} approvals\n",
@@ -278,7 +257,7 @@ pub async fn run(args: ApproveArgs, target: &Target, output: OutputFormat) -> an
                 report.approval_count,
                 report.threshold
             );
-            if quorum_reached {
+            if report.quorum_reached {
                 let _ = writeln!(
                     text,
                     "Quorum reached: rkmd is signing. Collect the artefact with `rkm recovery collect {} -o FILE`.",

@@ -13,10 +13,11 @@ use rkm_proto::v1::recovery_service_client::RecoveryServiceClient;
 use rkm_proto::v1::{CollectArtefactRequest, RecoveryState};
 use serde::Serialize;
 
-use super::{get_recovery, progress_bar, state_name};
 use crate::connect::Target;
 use crate::exit::RpcResultExt as _;
 use crate::output::{OutputFormat, emit, print_json};
+use crate::recovery_ceremony::get_recovery;
+use crate::ui::{Unit, progress_bar, recovery_state_name};
 
 /// Lines of a bundle before its first signed command (magic, header).
 const HEADER_LINES: u64 = 2;
@@ -135,11 +136,7 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
         .open(&partial)
         .with_context(|| format!("cannot write {}", partial.display()))?;
     let mut writer = BufWriter::with_capacity(1 << 20, file);
-    let bar = progress_bar(
-        summary.target_count,
-        "{msg} [{bar:30}] {human_pos}/{human_len} commands, {binary_bytes_per_sec} eta {eta}",
-        "collecting",
-    );
+    let bar = progress_bar(summary.target_count, Unit::Commands, "collecting");
     bar.set_position(lines.saturating_sub(HEADER_LINES).min(summary.target_count));
     let mut offset = resumed_from;
     let mut discarded = 0;
@@ -199,7 +196,7 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
         bail!(
             "rkmd stopped sending while ceremony {} is {}; {offset} bytes are kept in {}: run the command again to resume",
             args.ceremony_id,
-            state_name(done.state),
+            recovery_state_name(done.state),
             partial.display()
         );
     }
