@@ -111,14 +111,32 @@ fn audit_verb_help_names_options_and_environment() {
 
 #[test]
 fn audit_usage_errors_exit_with_2() {
-    for args in [
-        &["audit"][..],
-        &["audit", "fetch"][..],
-        &["audit", "verify", "file"][..],
-        &["audit", "verify", "file", "--audit-key", "not-a-key"][..],
-        &["audit", "prove", "minus-one"][..],
-        &["audit", "note"][..],
-        &["audit", "show", "--since", "yesterday"][..],
+    for (args, expected) in [
+        (&["audit"][..], "Usage: rkm audit [OPTIONS] <COMMAND>"),
+        (
+            &["audit", "fetch"][..],
+            "the following required arguments were not provided:\n  --out <FILE>",
+        ),
+        (
+            &["audit", "verify", "file"][..],
+            "the following required arguments were not provided:\n  --audit-key <KEY>",
+        ),
+        (
+            &["audit", "verify", "file", "--audit-key", "not-a-key"][..],
+            "invalid value 'not-a-key' for '--audit-key <KEY>': verifier key is malformed",
+        ),
+        (
+            &["audit", "prove", "minus-one"][..],
+            "invalid value 'minus-one' for '<INDEX>'",
+        ),
+        (
+            &["audit", "note"][..],
+            "the following required arguments were not provided:\n  --message <MESSAGE>",
+        ),
+        (
+            &["audit", "show", "--since", "yesterday"][..],
+            "invalid value 'yesterday' for '--since <TIME>'",
+        ),
     ] {
         let output = rkm(args);
         assert_eq!(
@@ -126,6 +144,11 @@ fn audit_usage_errors_exit_with_2() {
             Some(2),
             "rkm {args:?}: {}",
             stderr(&output)
+        );
+        let message = stderr(&output);
+        assert!(
+            message.contains(expected),
+            "rkm {args:?} should say {expected:?}: {message}"
         );
     }
     let message = stderr(&rkm(&["audit", "verify", "f", "--audit-key", "x"]));

@@ -40,6 +40,11 @@ fn passphrase_as_an_argument_is_a_usage_error() {
         "hunter2hunter2",
     ]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("unexpected argument '--passphrase' found"),
+        "{}",
+        stderr(&output)
+    );
     assert!(!Path::new("/tmp/never.identity").exists());
 }
 
