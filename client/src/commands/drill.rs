@@ -22,6 +22,7 @@ use rkm_proto::v1::key_service_client::KeyServiceClient;
 use rkm_proto::v1::recovery_service_client::RecoveryServiceClient;
 use rkm_proto::v1::{GetAuditKeyRequest, GetKeyRequest, ListEntriesRequest, ListNoticesRequest};
 use serde::Serialize;
+use tonic::transport::Channel;
 
 use crate::connect::Target;
 use crate::exit::RpcResultExt as _;
@@ -160,20 +161,8 @@ fn seconds_between(from: Option<SystemTime>, to: Option<SystemTime>) -> Option<f
     Some(to?.duration_since(from?).ok()?.as_secs_f64())
 }
 
-async fn report(args: &ReportArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
-    let channel = target.connect().await?;
-    let summary = get_recovery(
-        &mut RecoveryServiceClient::new(channel.clone()),
-        &args.ceremony_id,
-    )
-    .await?;
-    if !summary.drill {
-        bail!(
-            "ceremony {} is a recovery, not a drill; see it with `rkm recovery show {}`",
-            summary.ceremony_id,
-            summary.ceremony_id
-        );
-    }
+/// The notices sent for the ceremony, in the order they were sent.
+async fn drill_notices(channel: &Channel, ceremony_id: &str) -> anyhow::Result<Vec<NoticeLine>> {
     let mut notices: Vec<NoticeLine> = CustodianServiceClient::new(channel.clone())
         .list_notices(ListNoticesRequest {
             custodian: String::new(),
@@ -183,7 +172,7 @@ async fn report(args: &ReportArgs, target: &Target, output: OutputFormat) -> any
         .into_inner()
         .notices
         .into_iter()
-        .filter(|n| n.ceremony_id == summary.ceremony_id)
+        .filter(|n| n.ceremony_id == ceremony_id)
         .map(|n| NoticeLine {
             custodian: n.custodian,
             sent_at: n.sent_at,
@@ -191,12 +180,17 @@ async fn report(args: &ReportArgs, target: &Target, output: OutputFormat) -> any
         })
         .collect();
     notices.sort_by(|a, b| (&a.sent_at, &a.custodian).cmp(&(&b.sent_at, &b.custodian)));
+    Ok(notices)
+}
+
+/// The audit entries whose subject is the ceremony.
+async fn drill_entries(channel: &Channel, ceremony_id: &str) -> anyhow::Result<Vec<AuditEntry>> {
     let mut entries = Vec::new();
     let mut stream = AuditServiceClient::new(channel.clone())
         .list_entries(ListEntriesRequest {
             start: 0,
             end: 0,
-            subject: summary.ceremony_id.clone(),
+            subject: ceremony_id.to_owned(),
         })
         .await
         .rpc("asking rkmd for the drill's audit entries")?
@@ -211,28 +205,41 @@ async fn report(args: &ReportArgs, target: &Target, output: OutputFormat) -> any
                 .with_context(|| format!("entry {} from rkmd does not decode", item.index))?,
         );
     }
-    let find = |action: &str| {
-        entries
-            .iter()
-            .find(|e| e.action == action && e.outcome == Outcome::Ok)
-    };
-    let opened = find("recovery.open").and_then(entry_time);
-    let quorum_approval = entries
-        .iter()
-        .filter(|e| e.action == "recovery.approve" && e.outcome == Outcome::Ok)
-        .nth(
-            usize::try_from(summary.threshold)
-                .unwrap_or(usize::MAX)
-                .saturating_sub(1),
-        )
-        .and_then(entry_time);
-    let issued = find("drill.issue");
-    let drill_signature = issued.and_then(|e| e.details.get("drill_signature").cloned());
-    let drill_signature_verifies = match &drill_signature {
-        Some(signature) => check_drill_signature(&channel, &summary, signature).await?,
-        None => false,
-    };
-    let problems = entries
+    Ok(entries)
+}
+
+/// When the drill was opened, reached its quorum (the K-th approval) and was
+/// issued, as the audit log says.
+struct Timeline<'a> {
+    opened: Option<SystemTime>,
+    quorum_approval: Option<SystemTime>,
+    issued: Option<&'a AuditEntry>,
+}
+
+impl<'a> Timeline<'a> {
+    fn of(entries: &'a [AuditEntry], threshold: u32) -> Self {
+        let succeeded = |action: &'static str| {
+            entries
+                .iter()
+                .filter(move |e| e.action == action && e.outcome == Outcome::Ok)
+        };
+        Timeline {
+            opened: succeeded("recovery.open").next().and_then(entry_time),
+            quorum_approval: succeeded("recovery.approve")
+                .nth(
+                    usize::try_from(threshold)
+                        .unwrap_or(usize::MAX)
+                        .saturating_sub(1),
+                )
+                .and_then(entry_time),
+            issued: succeeded("drill.issue").next(),
+        }
+    }
+}
+
+/// The refused or failed steps of the ceremony, one line each.
+fn problems(entries: &[AuditEntry]) -> Vec<String> {
+    entries
         .iter()
         .filter(|e| e.outcome != Outcome::Ok)
         .map(|e| {
@@ -244,20 +251,50 @@ async fn report(args: &ReportArgs, target: &Target, output: OutputFormat) -> any
                 e.details.get("reason").map_or("", String::as_str)
             )
         })
-        .collect();
-    let state = recovery_state_name(summary.state);
-    let outcome = match state {
-        "completed" if drill_signature_verifies => "passed".to_owned(),
+        .collect()
+}
+
+/// `passed` or `failed: why` once the drill is over, else its state.
+fn outcome(state: &str, signature_verifies: bool, failure: &str) -> String {
+    match state {
+        "completed" if signature_verifies => "passed".to_owned(),
         "completed" => "failed: the drill signature does not verify".to_owned(),
-        "failed" => format!("failed: {}", summary.failure),
+        "failed" => format!("failed: {failure}"),
         other => other.to_owned(),
+    }
+}
+
+async fn report(args: &ReportArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
+    let channel = target.connect().await?;
+    let summary = get_recovery(
+        &mut RecoveryServiceClient::new(channel.clone()),
+        &args.ceremony_id,
+    )
+    .await?;
+    if !summary.drill {
+        bail!(
+            "ceremony {} is a recovery, not a drill; see it with `rkm recovery show {}`",
+            summary.ceremony_id,
+            summary.ceremony_id
+        );
+    }
+    let notices = drill_notices(&channel, &summary.ceremony_id).await?;
+    let entries = drill_entries(&channel, &summary.ceremony_id).await?;
+    let timeline = Timeline::of(&entries, summary.threshold);
+    let drill_signature = timeline
+        .issued
+        .and_then(|e| e.details.get("drill_signature").cloned());
+    let drill_signature_verifies = match &drill_signature {
+        Some(signature) => check_drill_signature(&channel, &summary, signature).await?,
+        None => false,
     };
+    let state = recovery_state_name(summary.state);
     let report = DrillReport {
         ceremony_id: summary.ceremony_id.clone(),
         key_label: summary.key_label.clone(),
         key_id: summary.key_id.clone(),
         state,
-        outcome,
+        outcome: outcome(state, drill_signature_verifies, &summary.failure),
         opened_by: summary.opened_by.clone(),
         opened_at: summary.opened_at.clone(),
         threshold: summary.threshold,
@@ -270,11 +307,14 @@ async fn report(args: &ReportArgs, target: &Target, output: OutputFormat) -> any
                 approved_at: a.approved_at.clone(),
             })
             .collect(),
-        seconds_to_quorum: seconds_between(opened, quorum_approval),
-        seconds_to_signature: seconds_between(quorum_approval, issued.and_then(entry_time)),
+        seconds_to_quorum: seconds_between(timeline.opened, timeline.quorum_approval),
+        seconds_to_signature: seconds_between(
+            timeline.quorum_approval,
+            timeline.issued.and_then(entry_time),
+        ),
         drill_signature,
         drill_signature_verifies,
-        problems,
+        problems: problems(&entries),
     };
     match output {
         OutputFormat::Json => print_json(&report),
@@ -285,7 +325,7 @@ async fn report(args: &ReportArgs, target: &Target, output: OutputFormat) -> any
 /// Checks the drill signature against the key record, itself checked with
 /// rkmd's audit key (or, for an imported key, the key that signed it).
 async fn check_drill_signature(
-    channel: &tonic::transport::Channel,
+    channel: &Channel,
     summary: &rkm_proto::v1::RecoverySummary,
     signature: &str,
 ) -> anyhow::Result<bool> {

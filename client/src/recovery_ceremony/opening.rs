@@ -13,10 +13,11 @@ use rkm_proto::recovery_request::{
 };
 use rkm_proto::v1::open_recovery_request::Part;
 use rkm_proto::v1::recovery_service_client::RecoveryServiceClient;
-use rkm_proto::v1::{OpenRecoveryRequest, RecoveryHeader};
+use rkm_proto::v1::{OpenRecoveryRequest, RecoveryHeader, RecoverySummary};
 use tokio::io::AsyncReadExt as _;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
 
 use super::{RecoveryReport, checked_request, render};
 use crate::connect::Target;
@@ -151,51 +152,28 @@ async fn feed_manifest(
     result
 }
 
-/// Opens the ceremony for an already parsed request (the file's text is
-/// what rkmd parses again and records).
+/// Sends the header, streams the manifest while rkmd reads it, and returns
+/// the targets' digest as computed here with the ceremony rkmd opened.
 ///
-/// # Errors
-/// The manifest is unreadable or invalid; rkmd refuses; rkmd recorded
-/// another request than the one sent ([`VerificationFailed`]).
-pub async fn open_ceremony(
-    args: OpenArgs,
-    request_toml: String,
-    request: RecoveryRequest,
-    target: &Target,
-    output: OutputFormat,
-) -> anyhow::Result<()> {
-    let mut hasher = TargetsHasher::new();
-    for id in &request.targets {
-        hasher.push(id)?;
-    }
-    if !args.drill && request.targets.is_empty() && args.targets.is_none() {
-        bail!(
-            "the request file {} lists no targets: add `targets = [...]` or give a manifest with --targets FILE",
-            args.request.display()
-        );
-    }
-    let justification = args.justification.clone().unwrap_or_default();
-    let mut client = RecoveryServiceClient::new(target.connect().await?);
+/// If the manifest fails here, rkmd is sent a message it refuses (so it
+/// audits the refusal and drops what it staged) and its answer is awaited
+/// before the local error is returned.
+async fn send_request(
+    client: &mut RecoveryServiceClient<Channel>,
+    header: RecoveryHeader,
+    manifest: Option<PathBuf>,
+    hasher: TargetsHasher,
+) -> anyhow::Result<(TargetsDigest, RecoverySummary)> {
     let (sender, receiver) = mpsc::channel(4);
     sender
         .send(OpenRecoveryRequest {
-            part: Some(Part::Header(RecoveryHeader {
-                key: args.key.clone(),
-                request_toml,
-                expires_in_seconds: args.expires.as_secs(),
-                emergency: args.emergency,
-                justification: justification.clone(),
-                drill: args.drill,
-            })),
+            part: Some(Part::Header(header)),
         })
         .await
         .map_err(|_| anyhow::anyhow!("the request could not be queued"))?;
-    // The manifest streams while rkmd reads it. If it fails here, rkmd is
-    // sent a message it refuses (so it audits the refusal and drops what it
-    // staged) and its answer is awaited before the local error is returned.
     let call = client.open_recovery(ReceiverStream::new(receiver));
     tokio::pin!(call);
-    let feed = feed_manifest(args.targets, hasher, sender);
+    let feed = feed_manifest(manifest, hasher, sender);
     tokio::pin!(feed);
     let fed = tokio::select! {
         answer = &mut call => {
@@ -234,7 +212,20 @@ pub async fn open_ceremony(
         .into_inner()
         .recovery
         .context("rkmd sent no ceremony")?;
-    let (recorded, digest) = checked_request(&summary)?;
+    Ok((targets, summary))
+}
+
+/// Checks that the request rkmd recorded is the one sent: its canonical
+/// form, rebuilt here from the request and the targets' digest, has the
+/// digest rkmd states. Returns the recorded request.
+fn check_recorded(
+    summary: &RecoverySummary,
+    args: &OpenArgs,
+    request: &RecoveryRequest,
+    targets: TargetsDigest,
+    justification: &str,
+) -> anyhow::Result<CanonicalRequest> {
+    let (recorded, digest) = checked_request(summary)?;
     let sent = CanonicalRequest::from_request(
         if args.drill {
             CeremonyKind::Drill
@@ -242,10 +233,10 @@ pub async fn open_ceremony(
             CeremonyKind::Recovery
         },
         &summary.key_id,
-        &request,
+        request,
         targets,
         args.emergency,
-        &justification,
+        justification,
     )
     .map_err(|error| {
         VerificationFailed::error(format!(
@@ -264,6 +255,45 @@ pub async fn open_ceremony(
             summary.ceremony_id
         )));
     }
+    Ok(recorded)
+}
+
+/// Opens the ceremony for an already parsed request (the file's text is
+/// what rkmd parses again and records).
+///
+/// # Errors
+/// The manifest is unreadable or invalid; rkmd refuses; rkmd recorded
+/// another request than the one sent ([`VerificationFailed`]).
+pub async fn open_ceremony(
+    args: OpenArgs,
+    request_toml: String,
+    request: RecoveryRequest,
+    target: &Target,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    let mut hasher = TargetsHasher::new();
+    for id in &request.targets {
+        hasher.push(id)?;
+    }
+    if !args.drill && request.targets.is_empty() && args.targets.is_none() {
+        bail!(
+            "the request file {} lists no targets: add `targets = [...]` or give a manifest with --targets FILE",
+            args.request.display()
+        );
+    }
+    let justification = args.justification.clone().unwrap_or_default();
+    let header = RecoveryHeader {
+        key: args.key.clone(),
+        request_toml,
+        expires_in_seconds: args.expires.as_secs(),
+        emergency: args.emergency,
+        justification: justification.clone(),
+        drill: args.drill,
+    };
+    let mut client = RecoveryServiceClient::new(target.connect().await?);
+    let (targets, summary) =
+        send_request(&mut client, header, args.targets.clone(), hasher).await?;
+    let recorded = check_recorded(&summary, &args, &request, targets, &justification)?;
     let report = RecoveryReport::new(&summary, Some(&recorded));
     match output {
         OutputFormat::Json => print_json(&report),

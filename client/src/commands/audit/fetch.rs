@@ -74,31 +74,80 @@ pub struct FetchReport {
 /// ([`VerificationFailed`]).
 pub async fn run(args: FetchArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
     let path = args.file;
-    let given = args.audit_key.clone();
     let exists = path.exists();
-    let file_key = if exists && given.is_none() {
-        Some(read_file_key(&path)?)
-    } else {
-        None
-    };
-    let trusted = match (&given, &file_key) {
-        (Some(key), _) => Some((key, "--audit-key".to_owned())),
-        (None, Some(key)) => Some((key, path.display().to_string())),
-        (None, None) => None,
-    };
-
-    let channel = target.connect().await?;
-    let mut client = AuditServiceClient::new(channel);
+    let trusted = trusted_key(&path, exists, args.audit_key)?;
+    let mut client = AuditServiceClient::new(target.connect().await?);
     let log = trust_daemon_key(
         &mut client,
-        trusted
-            .as_ref()
-            .map(|(key, source)| (*key, source.as_str())),
+        trusted.as_ref().map(|(key, source)| (key, source.as_str())),
     )
     .await?;
     let (latest, latest_note) = latest_checkpoint(&mut client, &log).await?;
     let latest_size = latest.size();
 
+    let (dir, temp) = temporary_file(&path)?;
+    let mut out = BufWriter::with_capacity(READ_BUFFER, temp.as_file());
+    let (mut verifier, previous, line) = start_file(&path, exists, &log, &mut out)?;
+    let previous_size = previous.as_ref().map(|c| c.size);
+    let fetched = |size: u64, root: &Hash, new_entries: u64, new_checkpoints: u64| FetchReport {
+        file: path.display().to_string(),
+        origin: log.origin.clone(),
+        audit_key: log.key.to_string(),
+        fingerprint: key_fingerprint(&log.key),
+        previous_size,
+        size,
+        root: root.to_hex(),
+        new_entries,
+        new_checkpoints,
+        up_to_date: previous_size == Some(size) && new_entries == 0,
+    };
+    if let Some(previous) = &previous {
+        check_consistency(&mut client, &path, previous, latest_size, latest.root()).await?;
+        if previous.size == latest_size {
+            drop(out);
+            return report(output, fetched(previous.size, &previous.root, 0, 0));
+        }
+    }
+
+    let from = verifier.size();
+    let mut writer = AuditFileWriter::resume(&mut out, from);
+    let checkpoints = list_checkpoints(&mut client, &log, from, latest_size, &latest_note).await?;
+    let new = Latest {
+        size: latest_size,
+        note: &latest_note,
+        checkpoints,
+    };
+    let (last, new_checkpoints) =
+        append_new(&mut client, &mut verifier, &mut writer, new, line).await?;
+    writer
+        .into_inner()
+        .flush()
+        .with_context(|| format!("cannot write {}", temp.path().display()))?;
+    drop(out);
+    replace_durably(temp, &path, &dir)?;
+    report(
+        output,
+        fetched(last.size, &last.root, last.size - from, new_checkpoints),
+    )
+}
+
+/// The key to hold rkmd's key to: `--audit-key`, else the one an existing
+/// file names; with where it came from, for the message if they differ.
+fn trusted_key(
+    path: &Path,
+    exists: bool,
+    given: Option<VerifierKey>,
+) -> anyhow::Result<Option<(VerifierKey, String)>> {
+    Ok(match given {
+        Some(key) => Some((key, "--audit-key".to_owned())),
+        None if exists => Some((read_file_key(path)?, path.display().to_string())),
+        None => None,
+    })
+}
+
+/// A temporary file beside `path` (so that the rename is atomic) with the
+/// mode the result should have, and the folder both are in.
+fn temporary_file(path: &Path) -> anyhow::Result<(PathBuf, tempfile::NamedTempFile)> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),
@@ -114,57 +163,63 @@ pub async fn run(args: FetchArgs, target: &Target, output: OutputFormat) -> anyh
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     // The new file keeps the old one's mode; a first fetch is readable by all
     // (entries never hold a secret), not the temporary file's 0600.
-    let permissions = match std::fs::metadata(&path) {
+    let permissions = match std::fs::metadata(path) {
         Ok(metadata) => metadata.permissions(),
         Err(_) => std::fs::Permissions::from_mode(0o644),
     };
     temp.as_file()
         .set_permissions(permissions)
         .with_context(|| format!("cannot set the mode of {}", temp.path().display()))?;
-    let mut out = BufWriter::with_capacity(READ_BUFFER, temp.as_file());
+    Ok((dir, temp))
+}
 
-    // The existing file is verified while it is copied, in one read, so what
-    // is extended is exactly what was verified.
-    let (mut verifier, previous, mut line) = if exists {
-        let summary = verify_and_copy(&path, &log, &mut out)?;
+/// Starts the new file: a copy of the existing one, verified while it is
+/// copied in one read (so what is extended is exactly what was verified), or
+/// a fresh header. Returns the verifier, the file's last checkpoint, and the
+/// number of lines written.
+fn start_file(
+    path: &Path,
+    exists: bool,
+    log: &TrustedLog,
+    out: &mut impl Write,
+) -> anyhow::Result<(LogVerifier, Option<VerifiedCheckpoint>, u64)> {
+    if exists {
+        let summary = verify_and_copy(path, log, out)?;
         let previous = summary.last_checkpoint.clone();
-        (summary.verifier, Some(previous), summary.lines)
-    } else {
-        AuditFileWriter::create(&mut out, &log.origin, &log.key)?;
-        (
-            LogVerifier::new(log.key.clone(), log.origin.clone()),
-            None,
-            3,
-        )
-    };
-    let previous_size = previous.as_ref().map(|c| c.size);
-
-    if let Some(previous) = &previous {
-        check_consistency(&mut client, &path, previous, latest_size, latest.root()).await?;
-        if previous.size == latest_size {
-            drop(out);
-            return report(
-                output,
-                FetchReport {
-                    file: path.display().to_string(),
-                    origin: log.origin.clone(),
-                    audit_key: log.key.to_string(),
-                    fingerprint: key_fingerprint(&log.key),
-                    previous_size,
-                    size: previous.size,
-                    root: previous.root.to_hex(),
-                    new_entries: 0,
-                    new_checkpoints: 0,
-                    up_to_date: true,
-                },
-            );
-        }
+        return Ok((summary.verifier, Some(previous), summary.lines));
     }
+    AuditFileWriter::create(out, &log.origin, &log.key)?;
+    Ok((
+        LogVerifier::new(log.key.clone(), log.origin.clone()),
+        None,
+        3,
+    ))
+}
 
+/// What is to be fetched: up to rkmd's latest checkpoint, with the
+/// checkpoints before it.
+struct Latest<'a> {
+    size: u64,
+    note: &'a str,
+    checkpoints: VecDeque<(u64, String)>,
+}
+
+/// Streams the entries after the verifier's size up to `latest`, verifying
+/// each and each checkpoint as it falls due, and writes them after `line`.
+/// Returns the last checkpoint and how many checkpoints were written.
+async fn append_new(
+    client: &mut AuditServiceClient<Channel>,
+    verifier: &mut LogVerifier,
+    writer: &mut AuditFileWriter<impl Write>,
+    latest: Latest<'_>,
+    mut line: u64,
+) -> anyhow::Result<(VerifiedCheckpoint, u64)> {
+    let Latest {
+        size: latest_size,
+        note: latest_note,
+        mut checkpoints,
+    } = latest;
     let from = verifier.size();
-    let mut writer = AuditFileWriter::resume(&mut out, from);
-    let mut checkpoints =
-        list_checkpoints(&mut client, &log, from, latest_size, &latest_note).await?;
     let mut new_checkpoints = 0u64;
     let daemon_error = |error: AuditFileError| {
         VerificationFailed::error(format!(
@@ -177,9 +232,9 @@ pub async fn run(args: FetchArgs, target: &Target, output: OutputFormat) -> anyh
         // An empty log: the file holds its size-0 checkpoint.
         line += 1;
         verifier
-            .checkpoint(line, &latest_note)
+            .checkpoint(line, latest_note)
             .map_err(daemon_error)?;
-        writer.checkpoint(&latest_note)?;
+        writer.checkpoint(latest_note)?;
         new_checkpoints += 1;
         checkpoints.clear();
     }
@@ -231,37 +286,22 @@ pub async fn run(args: FetchArgs, target: &Target, output: OutputFormat) -> anyh
         )));
     }
     let last = verifier.finish(line).map_err(daemon_error)?.clone();
-    writer
-        .into_inner()
-        .flush()
-        .with_context(|| format!("cannot write {}", temp.path().display()))?;
-    drop(out);
+    Ok((last, new_checkpoints))
+}
+
+/// Replaces `path` with the finished temporary file, durably: the file is
+/// synced, renamed over `path`, and the folder synced.
+fn replace_durably(temp: tempfile::NamedTempFile, path: &Path, dir: &Path) -> anyhow::Result<()> {
     temp.as_file()
         .sync_all()
         .with_context(|| format!("cannot write {}", temp.path().display()))?;
-    temp.persist(&path)
+    temp.persist(path)
         .map_err(|error| error.error)
         .with_context(|| format!("cannot replace {}", path.display()))?;
     // The rename is durable once the directory is.
-    File::open(&dir)
+    File::open(dir)
         .and_then(|dir| dir.sync_all())
-        .with_context(|| format!("cannot sync {}", dir.display()))?;
-
-    report(
-        output,
-        FetchReport {
-            file: path.display().to_string(),
-            origin: log.origin.clone(),
-            audit_key: log.key.to_string(),
-            fingerprint: key_fingerprint(&log.key),
-            previous_size,
-            size: last.size,
-            root: last.root.to_hex(),
-            new_entries: last.size - from,
-            new_checkpoints,
-            up_to_date: false,
-        },
-    )
+        .with_context(|| format!("cannot sync {}", dir.display()))
 }
 
 /// The audit key an existing file names, to trust when none is given.

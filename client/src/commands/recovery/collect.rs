@@ -8,9 +8,10 @@ use std::io::{BufReader, BufWriter, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use indicatif::ProgressBar;
 use rkm_proto::artefact::header_lines_digest;
 use rkm_proto::v1::recovery_service_client::RecoveryServiceClient;
-use rkm_proto::v1::{CollectArtefactRequest, RecoveryState};
+use rkm_proto::v1::{CollectArtefactRequest, RecoveryState, RecoverySummary};
 use serde::Serialize;
 
 use crate::connect::Target;
@@ -85,6 +86,137 @@ fn sync_parent(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot sync the folder {}", dir.display()))
 }
 
+/// What FILE.partial already holds: its size, its lines, and the digest of
+/// its header lines (empty when there is nothing to resume).
+fn resume_point(partial: &Path) -> anyhow::Result<(u64, u64, Vec<u8>)> {
+    let resumed_from = match fs::metadata(partial) {
+        Ok(metadata) => metadata.len(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot read {}", partial.display()));
+        }
+    };
+    if resumed_from == 0 {
+        return Ok((0, 0, Vec::new()));
+    }
+    let read = || -> anyhow::Result<(u64, Vec<u8>)> {
+        let header = header_lines_digest(BufReader::new(File::open(partial)?))?;
+        Ok((
+            count_lines(partial)?,
+            header.map_or_else(Vec::new, Vec::from),
+        ))
+    };
+    let (lines, header_sha256) =
+        read().with_context(|| format!("cannot read {}", partial.display()))?;
+    Ok((resumed_from, lines, header_sha256))
+}
+
+/// Where the stream is written, and how far it has got.
+struct Partial<'a> {
+    path: &'a Path,
+    writer: BufWriter<File>,
+    offset: u64,
+    lines: u64,
+    /// Bytes dropped because rkmd started over.
+    discarded: u64,
+}
+
+impl Partial<'_> {
+    /// Appends what rkmd sent from `chunk_offset`; when rkmd starts over
+    /// (offset 0), what the file held is dropped first.
+    fn append(
+        &mut self,
+        chunk_offset: u64,
+        data: &[u8],
+        ceremony_id: &str,
+        bar: &ProgressBar,
+    ) -> anyhow::Result<()> {
+        if chunk_offset == 0 && self.offset > 0 && self.discarded == 0 {
+            // rkmd starts over: what FILE.partial holds is not part of this
+            // artefact (signed anew after a restart, or another ceremony's).
+            self.writer
+                .flush()
+                .and_then(|()| self.writer.get_ref().set_len(0))
+                .with_context(|| format!("cannot truncate {}", self.path.display()))?;
+            bar.suspend(|| {
+                eprintln!(
+                    "{} held {} bytes that are not part of the artefact of ceremony {ceremony_id} (rkmd signed it anew after a restart, or they are another ceremony's); collecting from the start",
+                    self.path.display(),
+                    self.offset
+                );
+            });
+            self.discarded = self.offset;
+            self.offset = 0;
+            self.lines = 0;
+        }
+        if chunk_offset != self.offset {
+            bail!(
+                "rkmd sent bytes from offset {chunk_offset} when {} was next; run the command again to resume",
+                self.offset
+            );
+        }
+        self.writer
+            .write_all(data)
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        self.offset += data.len() as u64;
+        self.lines += newlines(data);
+        Ok(())
+    }
+
+    /// Flushes and syncs the file; returns the bytes it holds and how many
+    /// were discarded.
+    fn finish(self) -> anyhow::Result<(u64, u64)> {
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(|error| error.into_error())
+            .and_then(|file| file.sync_all().map(|()| file))
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        drop(file);
+        Ok((self.offset, self.discarded))
+    }
+}
+
+/// Once the ceremony is completed and FILE.partial holds the whole artefact,
+/// renames it to FILE (never over an existing file) and syncs the folder.
+fn move_into_place(
+    done: &RecoverySummary,
+    offset: u64,
+    partial: &Path,
+    file_path: &Path,
+) -> anyhow::Result<()> {
+    let id = &done.ceremony_id;
+    if done.state != RecoveryState::Completed as i32 {
+        bail!(
+            "rkmd stopped sending while ceremony {id} is {}; {offset} bytes are kept in {}: run the command again to resume",
+            recovery_state_name(done.state),
+            partial.display()
+        );
+    }
+    if done.artefact_size != offset {
+        bail!(
+            "{} holds {offset} bytes, but the artefact of ceremony {id} is {} bytes; remove it and collect again",
+            partial.display(),
+            done.artefact_size
+        );
+    }
+    if file_path.exists() {
+        bail!(
+            "{} appeared while collecting; the artefact stays in {}",
+            file_path.display(),
+            partial.display()
+        );
+    }
+    fs::rename(partial, file_path).with_context(|| {
+        format!(
+            "cannot rename {} to {}",
+            partial.display(),
+            file_path.display()
+        )
+    })?;
+    sync_parent(file_path)
+}
+
 /// Streams, resumes, syncs and renames.
 ///
 /// # Errors
@@ -99,28 +231,10 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
             file_path.display()
         );
     }
-    let partial = partial_path(&file_path);
+    let partial_path = partial_path(&file_path);
     let mut client = RecoveryServiceClient::new(target.connect().await?);
     let summary = get_recovery(&mut client, &args.ceremony_id).await?;
-    let resumed_from = match fs::metadata(&partial) {
-        Ok(metadata) => metadata.len(),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => 0,
-        Err(error) => {
-            return Err(error).with_context(|| format!("cannot read {}", partial.display()));
-        }
-    };
-    let (mut lines, header_sha256) = if resumed_from > 0 {
-        let read = || -> anyhow::Result<(u64, Vec<u8>)> {
-            let header = header_lines_digest(BufReader::new(File::open(&partial)?))?;
-            Ok((
-                count_lines(&partial)?,
-                header.map_or_else(Vec::new, Vec::from),
-            ))
-        };
-        read().with_context(|| format!("cannot read {}", partial.display()))?
-    } else {
-        (0, Vec::new())
-    };
+    let (resumed_from, lines, header_sha256) = resume_point(&partial_path)?;
     let mut stream = client
         .collect_artefact(CollectArtefactRequest {
             ceremony_id: args.ceremony_id.clone(),
@@ -133,13 +247,18 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
     let file = OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&partial)
-        .with_context(|| format!("cannot write {}", partial.display()))?;
-    let mut writer = BufWriter::with_capacity(1 << 20, file);
+        .open(&partial_path)
+        .with_context(|| format!("cannot write {}", partial_path.display()))?;
+    let mut partial = Partial {
+        path: &partial_path,
+        writer: BufWriter::with_capacity(1 << 20, file),
+        offset: resumed_from,
+        lines,
+        discarded: 0,
+    };
+    let commands = |lines: u64| lines.saturating_sub(HEADER_LINES).min(summary.target_count);
     let bar = progress_bar(summary.target_count, Unit::Commands, "collecting");
-    bar.set_position(lines.saturating_sub(HEADER_LINES).min(summary.target_count));
-    let mut offset = resumed_from;
-    let mut discarded = 0;
+    bar.set_position(commands(partial.lines));
     while let Some(chunk) = stream
         .message()
         .await
@@ -147,82 +266,19 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
         .with_context(|| {
             format!(
                 "{} bytes are kept in {}; run the command again to resume",
-                offset,
-                partial.display()
+                partial.offset,
+                partial_path.display()
             )
         })?
     {
-        if chunk.offset == 0 && offset > 0 && discarded == 0 {
-            // rkmd starts over: what FILE.partial holds is not part of this
-            // artefact (signed anew after a restart, or another ceremony's).
-            writer
-                .flush()
-                .and_then(|()| writer.get_ref().set_len(0))
-                .with_context(|| format!("cannot truncate {}", partial.display()))?;
-            bar.suspend(|| {
-                eprintln!(
-                    "{} held {offset} bytes that are not part of the artefact of ceremony {} (rkmd signed it anew after a restart, or they are another ceremony's); collecting from the start",
-                    partial.display(),
-                    args.ceremony_id
-                );
-            });
-            discarded = offset;
-            offset = 0;
-            lines = 0;
-        }
-        if chunk.offset != offset {
-            bail!(
-                "rkmd sent bytes from offset {} when {offset} was next; run the command again to resume",
-                chunk.offset
-            );
-        }
-        writer
-            .write_all(&chunk.data)
-            .with_context(|| format!("cannot write {}", partial.display()))?;
-        offset += chunk.data.len() as u64;
-        lines += newlines(&chunk.data);
-        bar.set_position(lines.saturating_sub(HEADER_LINES).min(summary.target_count));
+        partial.append(chunk.offset, &chunk.data, &args.ceremony_id, &bar)?;
+        bar.set_position(commands(partial.lines));
     }
-    let file = writer
-        .into_inner()
-        .map_err(|error| error.into_error())
-        .and_then(|file| file.sync_all().map(|()| file))
-        .with_context(|| format!("cannot write {}", partial.display()))?;
-    drop(file);
+    let (offset, discarded) = partial.finish()?;
     bar.finish_and_clear();
 
     let done = get_recovery(&mut client, &args.ceremony_id).await?;
-    if done.state != RecoveryState::Completed as i32 {
-        bail!(
-            "rkmd stopped sending while ceremony {} is {}; {offset} bytes are kept in {}: run the command again to resume",
-            args.ceremony_id,
-            recovery_state_name(done.state),
-            partial.display()
-        );
-    }
-    if done.artefact_size != offset {
-        bail!(
-            "{} holds {offset} bytes, but the artefact of ceremony {} is {} bytes; remove it and collect again",
-            partial.display(),
-            args.ceremony_id,
-            done.artefact_size
-        );
-    }
-    if file_path.exists() {
-        bail!(
-            "{} appeared while collecting; the artefact stays in {}",
-            file_path.display(),
-            partial.display()
-        );
-    }
-    fs::rename(&partial, &file_path).with_context(|| {
-        format!(
-            "cannot rename {} to {}",
-            partial.display(),
-            file_path.display()
-        )
-    })?;
-    sync_parent(&file_path)?;
+    move_into_place(&done, offset, &partial_path, &file_path)?;
     let report = CollectReport {
         ceremony_id: args.ceremony_id,
         file: file_path.display().to_string(),
@@ -231,8 +287,12 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
         resumed_from: if discarded > 0 { 0 } else { resumed_from },
         discarded_bytes: discarded,
     };
+    print_report(&report, output)
+}
+
+fn print_report(report: &CollectReport, output: OutputFormat) -> anyhow::Result<()> {
     match output {
-        OutputFormat::Json => print_json(&report),
+        OutputFormat::Json => print_json(report),
         OutputFormat::Text => emit(&format!(
             "wrote {} ({} bytes, {} signed commands{}); check it offline with `rkm artefact verify {} --key-record FILE --audit-key KEY`\n",
             report.file,
