@@ -3,9 +3,12 @@
 //! attestations against the threshold.
 
 use rkm_proto::fingerprint::fingerprint;
-use rkm_proto::v1::KeySummary;
+use rkm_proto::v1::key_service_client::KeyServiceClient;
+use rkm_proto::v1::{KeySummary, ListKeysRequest};
 use serde::Serialize;
+use tonic::transport::Channel;
 
+use crate::exit::RpcResultExt as _;
 use crate::ui::key_state_name;
 
 /// A key as `--output json` prints it.
@@ -98,4 +101,20 @@ pub fn attestation_summary(key: &KeyReport) -> String {
             ""
         }
     )
+}
+
+/// Every key rkmd holds, as reports.
+///
+/// # Errors
+/// rkmd cannot be asked.
+pub async fn list_keys(client: &mut KeyServiceClient<Channel>) -> anyhow::Result<Vec<KeyReport>> {
+    Ok(client
+        .list_keys(ListKeysRequest {})
+        .await
+        .rpc("listing keys")?
+        .into_inner()
+        .keys
+        .into_iter()
+        .map(KeyReport::from)
+        .collect())
 }

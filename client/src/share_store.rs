@@ -24,6 +24,7 @@ use rkm_proto::key_record::{KeyRecord, SignedKeyRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::exit::VerificationFailed;
+use crate::passphrase::{PassphraseArgs, open_identity};
 use crate::trust::{key_fingerprint, stored_record_audit_key};
 
 /// The envelope file in a key's folder.
@@ -64,6 +65,28 @@ impl ShareDirArgs {
                 "no share directory: give --share-dir DIR or set RKM_SHARE_DIR (HOME is not set)",
             )?;
         Ok(ShareDir(data_home.join("rkm").join("shares")))
+    }
+}
+
+/// A custodian's own files, as the commands that open their share name them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CustodianFiles {
+    /// Your identity file.
+    #[arg(long, value_name = "FILE")]
+    pub identity: PathBuf,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+    #[command(flatten)]
+    pub share_dir: ShareDirArgs,
+}
+
+impl CustodianFiles {
+    /// The identity, opened with its passphrase.
+    ///
+    /// # Errors
+    /// As [`open_identity`].
+    pub fn open_identity(&self) -> anyhow::Result<CustodianIdentity> {
+        open_identity(&self.identity, &self.passphrase)
     }
 }
 

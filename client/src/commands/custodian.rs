@@ -247,15 +247,25 @@ async fn enrol(args: &EnrolArgs, target: &Target, output: OutputFormat) -> anyho
         .await
         .rpc("enrolling the custodian")?
         .into_inner()
-        .custodian
-        .context("rkmd sent no custodian")?;
-    let report = CustodianReport::from(custodian);
-    match output {
-        OutputFormat::Json => print_json(&report),
-        OutputFormat::Text => emit(&format!(
+        .custodian;
+    print_custodian(custodian, output, |report| {
+        format!(
             "enrolled    {}\nfingerprint {}\nCompare the fingerprint with the one the custodian reads to you.\n",
             report.name, report.fingerprint
-        )),
+        )
+    })
+}
+
+/// Prints the custodian rkmd answered with: as JSON, or as `text` says.
+fn print_custodian(
+    custodian: Option<Custodian>,
+    output: OutputFormat,
+    text: impl FnOnce(&CustodianReport) -> String,
+) -> anyhow::Result<()> {
+    let report = CustodianReport::from(custodian.context("rkmd sent no custodian")?);
+    match output {
+        OutputFormat::Json => print_json(&report),
+        OutputFormat::Text => emit(&text(&report)),
     }
 }
 
@@ -302,14 +312,11 @@ async fn disable(args: DisableArgs, target: &Target, output: OutputFormat) -> an
         .await
         .rpc("disabling the custodian")?
         .into_inner()
-        .custodian
-        .context("rkmd sent no custodian")?;
-    let report = CustodianReport::from(custodian);
-    match output {
-        OutputFormat::Json => print_json(&report),
-        OutputFormat::Text => emit(&format!(
+        .custodian;
+    print_custodian(custodian, output, |report| {
+        format!(
             "disabled    {} ({})\nNo new key will include them; keys they hold a share of keep it.\n",
             report.name, report.disabled_reason
-        )),
-    }
+        )
+    })
 }

@@ -12,14 +12,13 @@ use rkm_proto::checkpoint::VerifierKey;
 use rkm_proto::fingerprint::fingerprint;
 use rkm_proto::key_record::{KeyRecord, SignedKeyRecord};
 use rkm_proto::v1::key_service_client::KeyServiceClient;
-use rkm_proto::v1::{
-    CreateKeyRequest, GetKeyRequest, ImportKeyRequest, KeySummary, ListKeysRequest,
-};
+use rkm_proto::v1::{CreateKeyRequest, GetKeyRequest, ImportKeyRequest, KeySummary};
+use tonic::transport::Channel;
 
 use crate::connect::Target;
 use crate::exit::{RpcResultExt as _, VerificationFailed};
 use crate::key_record_file::read_key_record;
-use crate::key_report::{KeyReport, attestation_summary};
+use crate::key_report::{KeyReport, attestation_summary, list_keys};
 use crate::output::{OutputFormat, emit, print_json};
 use crate::trust::parse_audit_key;
 
@@ -103,18 +102,11 @@ pub async fn run(command: KeyCommand, target: &Target, output: OutputFormat) -> 
                 .rpc("running the key generation ceremony")?
                 .into_inner();
             let report = KeyReport::from(response.key.context("rkmd sent no key")?);
-            match output {
-                OutputFormat::Json => print_json(&report),
-                OutputFormat::Text => {
-                    let mut text = render_key(&report);
-                    let _ = writeln!(
-                        text,
-                        "Each custodian now runs `rkm share fetch --key {}`; the key becomes active with the last receipt.",
-                        report.label
-                    );
-                    emit(&text)
-                }
-            }
+            let next = format!(
+                "Each custodian now runs `rkm share fetch --key {}`; the key becomes active with the last receipt.",
+                report.label
+            );
+            print_key(&report, output, Some(&next))
         }
         KeyCommand::Show(args) => {
             let key = client
@@ -124,54 +116,54 @@ pub async fn run(command: KeyCommand, target: &Target, output: OutputFormat) -> 
                 .into_inner()
                 .key
                 .context("rkmd sent no key")?;
-            let report = KeyReport::from(key);
-            match output {
-                OutputFormat::Json => print_json(&report),
-                OutputFormat::Text => emit(&render_key(&report)),
-            }
+            print_key(&KeyReport::from(key), output, None)
         }
         KeyCommand::List => {
-            let keys: Vec<KeyReport> = client
-                .list_keys(ListKeysRequest {})
-                .await
-                .rpc("listing keys")?
-                .into_inner()
-                .keys
-                .into_iter()
-                .map(KeyReport::from)
-                .collect();
+            let keys = list_keys(&mut client).await?;
             match output {
                 OutputFormat::Json => print_json(&keys),
                 OutputFormat::Text => emit(&render_list(&keys)),
             }
         }
-        KeyCommand::Import(args) => {
-            let text = read_key_record(&args.record_file)?;
-            let key = client
-                .import_key(ImportKeyRequest {
-                    signed_key_record: text.clone(),
-                    record_audit_key: args.record_audit_key.to_string(),
-                })
-                .await
-                .rpc("importing the key")?
-                .into_inner()
-                .key
-                .context("rkmd sent no key")?;
-            check_imported(&key, &text, &args.record_audit_key)?;
-            let report = KeyReport::from(key);
-            match output {
-                OutputFormat::Json => print_json(&report),
-                OutputFormat::Text => {
-                    let mut text = render_key(&report);
-                    let _ = writeln!(
-                        text,
-                        "Imported. Custodians approve recoveries with the shares they hold; verify artefacts with `rkm artefact verify FILE --key-record {} --audit-key <this rkmd's> --key-record-audit-key {}`.",
-                        args.record_file.display(),
-                        args.record_audit_key
-                    );
-                    emit(&text)
-                }
+        KeyCommand::Import(args) => import(&args, &mut client, output).await,
+    }
+}
+
+async fn import(
+    args: &ImportArgs,
+    client: &mut KeyServiceClient<Channel>,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    let text = read_key_record(&args.record_file)?;
+    let key = client
+        .import_key(ImportKeyRequest {
+            signed_key_record: text.clone(),
+            record_audit_key: args.record_audit_key.to_string(),
+        })
+        .await
+        .rpc("importing the key")?
+        .into_inner()
+        .key
+        .context("rkmd sent no key")?;
+    check_imported(&key, &text, &args.record_audit_key)?;
+    let next = format!(
+        "Imported. Custodians approve recoveries with the shares they hold; verify artefacts with `rkm artefact verify FILE --key-record {} --audit-key <this rkmd's> --key-record-audit-key {}`.",
+        args.record_file.display(),
+        args.record_audit_key
+    );
+    print_key(&KeyReport::from(key), output, Some(&next))
+}
+
+/// Prints one key; for people, followed by what to do next, if anything.
+fn print_key(report: &KeyReport, output: OutputFormat, next: Option<&str>) -> anyhow::Result<()> {
+    match output {
+        OutputFormat::Json => print_json(report),
+        OutputFormat::Text => {
+            let mut text = render_key(report);
+            if let Some(next) = next {
+                let _ = writeln!(text, "{next}");
             }
+            emit(&text)
         }
     }
 }

@@ -4,7 +4,6 @@
 //! offline (`verify`), and, with `--attest`, tells rkmd they still hold it.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -26,8 +25,7 @@ use crate::connect::Target;
 use crate::exit::{RpcResultExt as _, VerificationFailed};
 use crate::key_report::{KeyReport, attestation_summary};
 use crate::output::{OutputFormat, emit, print_json};
-use crate::passphrase::{PassphraseArgs, open_identity};
-use crate::share_store::{ShareDirArgs, Stored, VerifiedFacts, VerifiedShare, check_key_id};
+use crate::share_store::{CustodianFiles, Stored, VerifiedFacts, VerifiedShare, check_key_id};
 use crate::trust::{audit_key_for_fetch, key_fingerprint, parse_given_audit_key};
 use crate::ui::key_state_name;
 
@@ -36,6 +34,16 @@ use crate::ui::key_state_name;
 pub enum ShareCommand {
     Fetch(FetchArgs),
     Verify(VerifyArgs),
+}
+
+/// Which share, and the custodian's files it is kept with.
+#[derive(Debug, clap::Args)]
+pub struct HeldShare {
+    /// The key's label or id.
+    #[arg(long)]
+    pub key: String,
+    #[command(flatten)]
+    pub files: CustodianFiles,
 }
 
 /// Fetch your share of a new key, verify it and confirm it to rkmd.
@@ -47,16 +55,8 @@ pub enum ShareCommand {
 /// record stored in DIR/<key id>/, and a signed receipt sent.
 #[derive(Debug, clap::Args)]
 pub struct FetchArgs {
-    /// The key's label or id.
-    #[arg(long)]
-    pub key: String,
-    /// Your identity file.
-    #[arg(long, value_name = "FILE")]
-    pub identity: PathBuf,
     #[command(flatten)]
-    pub passphrase: PassphraseArgs,
-    #[command(flatten)]
-    pub share_dir: ShareDirArgs,
+    pub share: HeldShare,
     /// The trusted audit key (verifier key, as `rkmd init` prints it). Without
     /// it, the key pinned in the share directory, else rkmd's (its
     /// fingerprint is printed for you to compare).
@@ -68,16 +68,8 @@ pub struct FetchArgs {
 /// with --attest, then send rkmd a signed attestation that you hold it.
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    /// The key's label or id.
-    #[arg(long)]
-    pub key: String,
-    /// Your identity file.
-    #[arg(long, value_name = "FILE")]
-    pub identity: PathBuf,
     #[command(flatten)]
-    pub passphrase: PassphraseArgs,
-    #[command(flatten)]
-    pub share_dir: ShareDirArgs,
+    pub share: HeldShare,
     /// The trusted audit key; default: the one the share directory pins.
     #[arg(long, value_name = "VKEY")]
     pub audit_key: Option<String>,
@@ -254,11 +246,11 @@ async fn send_receipt(
 }
 
 async fn fetch(args: FetchArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
-    let identity = open_identity(&args.identity, &args.passphrase)?;
-    let dir = args.share_dir.resolve()?;
+    let identity = args.share.files.open_identity()?;
+    let dir = args.share.files.share_dir.resolve()?;
     let channel = target.connect().await?;
     let mut keys = KeyServiceClient::new(channel.clone());
-    let (key_id, fetched) = fetch_envelope(&mut keys, &identity, &args.key).await?;
+    let (key_id, fetched) = fetch_envelope(&mut keys, &identity, &args.share.key).await?;
     let audit_key = audit_key_for_fetch(args.audit_key.as_deref(), &dir, channel).await?;
     let (share, possession_key) = VerifiedShare::check(
         &fetched.envelope,
@@ -268,10 +260,10 @@ async fn fetch(args: FetchArgs, target: &Target, output: OutputFormat) -> anyhow
         &key_id,
     )?
     .into_possession_key();
-    if share.record.label != args.key && share.record.key_id != args.key {
+    if share.record.label != args.share.key && share.record.key_id != args.share.key {
         return Err(VerificationFailed::error(format!(
             "you asked for key {:?}, but the key record is for {:?} ({})",
-            args.key, share.record.label, share.record.key_id
+            args.share.key, share.record.label, share.record.key_id
         )));
     }
     let stored = dir.store(&key_id, &fetched.envelope, &fetched.signed_key_record)?;
@@ -283,7 +275,7 @@ async fn fetch(args: FetchArgs, target: &Target, output: OutputFormat) -> anyhow
             format!(
                 "your share is verified and stored in {}, but rkmd has no receipt yet: run `rkm share fetch --key {}` again",
                 folder.display(),
-                args.key
+                args.share.key
             )
         })?;
     let missing: Vec<String> = key
@@ -316,9 +308,9 @@ async fn fetch(args: FetchArgs, target: &Target, output: OutputFormat) -> anyhow
 }
 
 async fn verify(args: &VerifyArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
-    let dir = args.share_dir.resolve()?;
-    let stored = dir.load(&args.key)?;
-    let identity = open_identity(&args.identity, &args.passphrase)?;
+    let dir = args.share.files.share_dir.resolve()?;
+    let stored = dir.load(&args.share.key)?;
+    let identity = args.share.files.open_identity()?;
     let given = args
         .audit_key
         .as_deref()

@@ -2,16 +2,16 @@
 //! the audit key's fingerprint, the store's record counts, and per key how
 //! many custodians attested their share recently against the threshold.
 
+use rkm_proto::v1::GetStatusRequest;
 use rkm_proto::v1::key_service_client::KeyServiceClient;
 use rkm_proto::v1::system_service_client::SystemServiceClient;
-use rkm_proto::v1::{GetStatusRequest, ListKeysRequest};
 use serde::Serialize;
 
 use std::fmt::Write as _;
 
 use crate::connect::Target;
 use crate::exit::RpcResultExt as _;
-use crate::key_report::{KeyReport, attestation_summary};
+use crate::key_report::{attestation_summary, list_keys};
 use crate::output::{OutputFormat, emit, print_json};
 
 /// The status as `--output json` prints it.
@@ -78,25 +78,18 @@ pub async fn run(target: &Target, output: OutputFormat) -> anyhow::Result<()> {
         .await
         .rpc("asking rkmd for its status")?
         .into_inner();
-    let keys = KeyServiceClient::new(channel)
-        .list_keys(ListKeysRequest {})
-        .await
-        .rpc("listing keys")?
-        .into_inner()
-        .keys
+    let keys = list_keys(&mut KeyServiceClient::new(channel))
+        .await?
         .into_iter()
-        .map(|key| {
-            let key = KeyReport::from(key);
-            KeyAttestationReport {
-                summary: attestation_summary(&key),
-                label: key.label,
-                key_id: key.key_id,
-                threshold: key.threshold,
-                custodians: key.custodian_count,
-                attested_recently: key.attested_recently,
-                attestation_window_days: key.attestation_window_days,
-                quorum_at_risk: key.quorum_at_risk,
-            }
+        .map(|key| KeyAttestationReport {
+            summary: attestation_summary(&key),
+            label: key.label,
+            key_id: key.key_id,
+            threshold: key.threshold,
+            custodians: key.custodian_count,
+            attested_recently: key.attested_recently,
+            attestation_window_days: key.attestation_window_days,
+            quorum_at_risk: key.quorum_at_risk,
         })
         .collect();
     let token = response.token.unwrap_or_default();

@@ -6,7 +6,6 @@
 //! the digest, rkmd's fresh nonce and the share commitment.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use anyhow::Context as _;
 use rkm_proto::approval::approval_message;
@@ -23,9 +22,8 @@ use tonic::transport::Channel;
 use crate::connect::Target;
 use crate::exit::{RpcResultExt as _, VerificationFailed};
 use crate::output::{OutputFormat, emit, print_json};
-use crate::passphrase::{PassphraseArgs, open_identity};
 use crate::recovery_ceremony::{RecoveryReport, checked_request, get_recovery, refused, render};
-use crate::share_store::{ShareDirArgs, VerifiedShare};
+use crate::share_store::{CustodianFiles, VerifiedShare};
 use crate::trust::parse_audit_key;
 use crate::ui::{confirm, recovery_state_name};
 
@@ -41,13 +39,8 @@ use crate::ui::{confirm, recovery_state_name};
 pub struct ApproveArgs {
     /// The ceremony id.
     pub ceremony_id: String,
-    /// Your identity file.
-    #[arg(long, value_name = "FILE")]
-    pub identity: PathBuf,
     #[command(flatten)]
-    pub passphrase: PassphraseArgs,
-    #[command(flatten)]
-    pub share_dir: ShareDirArgs,
+    pub files: CustodianFiles,
     /// The trusted audit key that signed your key record; default: the one
     /// your share directory pins. For a key restored into another rkmd (`rkm
     /// key import`) this stays the OLD rkmd's audit key: your record is
@@ -116,7 +109,7 @@ fn verified_share(
     identity: &CustodianIdentity,
     summary: &RecoverySummary,
 ) -> anyhow::Result<VerifiedShare> {
-    let dir = args.share_dir.resolve()?;
+    let dir = args.files.share_dir.resolve()?;
     let stored = dir.load(&summary.key_id).with_context(|| {
         format!(
             "you ({}) hold no share of key {} here",
@@ -203,7 +196,7 @@ pub async fn run(args: ApproveArgs, target: &Target, output: OutputFormat) -> an
             "not approved; nothing was sent",
         )?;
     }
-    let identity = open_identity(&args.identity, &args.passphrase)?;
+    let identity = args.files.open_identity()?;
     let name = identity.name().to_owned();
     let share = verified_share(&args, &identity, &summary)?;
     let commitment = share.commitment;
