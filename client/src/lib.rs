@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod atomic_file;
 pub mod commands;
 pub mod connect;
 pub mod exit;

@@ -211,3 +211,93 @@ pub fn stored_record_audit_key(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit::{Exit, classify};
+    use crate::share_store::ShareDirArgs;
+
+    fn key(name: &str, seed: u8) -> VerifierKey {
+        let public = ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
+            .verifying_key()
+            .to_bytes();
+        VerifierKey::new(name, &public).unwrap()
+    }
+
+    fn record_signed_by(key: &VerifierKey) -> SignedKeyRecord {
+        SignedKeyRecord {
+            record: Vec::new(),
+            signature: [0; 64],
+            audit_verifier_key: key.to_string(),
+        }
+    }
+
+    fn share_dir(dir: &tempfile::TempDir) -> ShareDir {
+        ShareDirArgs {
+            share_dir: Some(dir.path().join("shares")),
+        }
+        .resolve()
+        .unwrap()
+    }
+
+    #[test]
+    fn stored_record_without_a_given_key_uses_the_pin_and_refuses_without_one() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = share_dir(&temp);
+        let audit = key("rkm.local/audit", 1);
+        let record = record_signed_by(&audit);
+        let error = stored_record_audit_key(None, &dir, &record).unwrap_err();
+        assert!(error.to_string().contains("pins no audit key"), "{error:#}");
+        dir.pin_audit_key(&audit).unwrap();
+        assert_eq!(stored_record_audit_key(None, &dir, &record).unwrap(), audit);
+    }
+
+    #[test]
+    fn a_given_key_must_match_the_pin_of_its_origin() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = share_dir(&temp);
+        let audit = key("rkm.local/audit", 1);
+        let other = key("rkm.local/audit", 2);
+        let record = record_signed_by(&audit);
+        // Nothing pinned yet: the given key is taken.
+        assert_eq!(
+            stored_record_audit_key(Some(&other), &dir, &record).unwrap(),
+            other
+        );
+        dir.pin_audit_key(&audit).unwrap();
+        assert_eq!(
+            stored_record_audit_key(Some(&audit), &dir, &record).unwrap(),
+            audit
+        );
+        let error = stored_record_audit_key(Some(&other), &dir, &record).unwrap_err();
+        assert_eq!(classify(&error), Exit::VerificationFailed);
+        assert!(error.to_string().contains("pins audit key"), "{error:#}");
+    }
+
+    #[test]
+    fn a_given_key_of_another_origin_cannot_bypass_the_pin_of_the_record() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = share_dir(&temp);
+        let audit = key("rkm.local/audit", 1);
+        let elsewhere = key("elsewhere.example/audit", 3);
+        let record = record_signed_by(&audit);
+        dir.pin_audit_key(&audit).unwrap();
+        let error = stored_record_audit_key(Some(&elsewhere), &dir, &record).unwrap_err();
+        assert_eq!(classify(&error), Exit::VerificationFailed);
+        assert!(error.to_string().contains("pins audit key"), "{error:#}");
+    }
+
+    #[test]
+    fn a_record_naming_a_malformed_audit_key_is_refused() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = share_dir(&temp);
+        let record = SignedKeyRecord {
+            record: Vec::new(),
+            signature: [0; 64],
+            audit_verifier_key: "not a key".to_owned(),
+        };
+        let error = stored_record_audit_key(None, &dir, &record).unwrap_err();
+        assert_eq!(classify(&error), Exit::VerificationFailed);
+    }
+}

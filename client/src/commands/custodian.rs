@@ -16,11 +16,11 @@ use rkm_proto::v1::{
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use crate::atomic_file::write_new_file_atomically;
 use crate::connect::Target;
 use crate::exit::RpcResultExt as _;
 use crate::output::{OutputFormat, emit, print_json};
 use crate::passphrase::{PassphraseArgs, open_identity};
-use crate::share_store::write_new_file_atomically;
 
 /// Largest card file read.
 const MAX_CARD_FILE: u64 = 64 * 1024;
