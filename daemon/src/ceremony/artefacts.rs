@@ -274,3 +274,38 @@ fn unreadable(ceremony_id: &str, error: &std::io::Error) -> CeremonyError {
         "the artefact of {ceremony_id} cannot be read: {error}"
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ArtefactWakeups;
+
+    #[test]
+    fn a_wake_after_subscribing_is_seen_even_before_the_collector_waits() {
+        let wakeups = ArtefactWakeups::default();
+        let mut collector = wakeups.subscribe("cer-1");
+        assert!(!collector.has_changed().unwrap(), "nothing happened yet");
+        // The signer flushes between the collector's read and its wait.
+        wakeups.wake("cer-1");
+        assert!(collector.has_changed().unwrap());
+        collector.mark_unchanged();
+        wakeups.wake("cer-2");
+        assert!(
+            !collector.has_changed().unwrap(),
+            "another ceremony's flush does not wake this collector"
+        );
+    }
+
+    #[test]
+    fn every_collector_of_a_ceremony_is_woken_and_gone_collectors_are_forgotten() {
+        let wakeups = ArtefactWakeups::default();
+        let first = wakeups.subscribe("cer-1");
+        let second = wakeups.subscribe("cer-1");
+        wakeups.wake("cer-1");
+        assert!(first.has_changed().unwrap() && second.has_changed().unwrap());
+        drop((first, second));
+        wakeups.wake("cer-1");
+        assert!(wakeups.lock().is_empty(), "no sender is kept for nobody");
+        let _other = wakeups.subscribe("cer-2");
+        assert_eq!(wakeups.lock().len(), 1);
+    }
+}
