@@ -1,8 +1,6 @@
 //! `AuditService`: the log for auditors — key, checkpoints, entries, proofs —
 //! and operators' notes.
 
-use std::pin::Pin;
-
 use rkm_proto::fingerprint::fingerprint;
 use rkm_proto::v1::audit_service_server::AuditService;
 use rkm_proto::v1::{
@@ -11,19 +9,16 @@ use rkm_proto::v1::{
     GetInclusionProofRequest, GetInclusionProofResponse, ListCheckpointsRequest,
     ListEntriesRequest, RecordNoteRequest, RecordNoteResponse, SignedCheckpoint,
 };
-use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{audit_status, peer_actor};
+use super::{ResponseStream, audit_status, peer_actor};
 use crate::audit::{self, AuditLog, Event};
 
 /// Entries read from the store per page while streaming.
 const PAGE: usize = 1024;
 /// Longest operator note, in bytes.
 const MAX_NOTE_LEN: usize = 4096;
-
-type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// Serves [`AuditService`].
 #[derive(Debug, Clone)]

@@ -7,12 +7,18 @@ pub mod key;
 pub mod recovery;
 pub mod system;
 
+use std::pin::Pin;
+
+use tokio_stream::Stream;
 use tonic::Status;
 
 use crate::audit::AuditError;
 use crate::ceremony::CeremonyError;
 use crate::hsm::HsmError;
 use crate::store::StoreError;
+
+/// What a server-streaming RPC answers with.
+pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// Maps an HSM error to the status a client should act on.
 pub fn hsm_status(error: HsmError) -> Status {

@@ -1,9 +1,7 @@
 //! `RecoveryService`: opening, approving and collecting recovery ceremonies.
 
-use std::pin::Pin;
 use std::time::Duration;
 
-use rkm_proto::artefact::header_lines_digest;
 use rkm_proto::v1::open_recovery_request::Part;
 use rkm_proto::v1::recovery_service_server::RecoveryService;
 use rkm_proto::v1::{
@@ -13,20 +11,12 @@ use rkm_proto::v1::{
     ListRecoveriesResponse, OpenRecoveryRequest, OpenRecoveryResponse, RecoveryState,
     RecoverySummary,
 };
-use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
-use tokio_stream::{Stream, StreamExt as _};
+use tokio_stream::StreamExt as _;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{ceremony_status, peer_actor};
+use super::{ResponseStream, ceremony_status, peer_actor};
 use crate::ceremony::recovery::{self, ApprovalSubmission, OpenRequest};
 use crate::ceremony::{CeremonyError, Services};
-
-/// Bytes per artefact chunk sent to `rkm recovery collect`.
-const CHUNK: usize = 256 * 1024;
-/// How often a collector waiting for more signed commands looks again.
-const POLL: Duration = Duration::from_millis(50);
-
-type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// Serves [`RecoveryService`].
 #[derive(Debug, Clone)]
@@ -238,153 +228,19 @@ impl RecoveryService for RecoveryApi {
         request: Request<CollectArtefactRequest>,
     ) -> Result<Response<Self::CollectArtefactStream>, Status> {
         let request = request.into_inner();
-        let summary = self
+        let chunks = self
             .services
-            .get_recovery(request.ceremony_id.clone())
+            .collect_artefact(request.ceremony_id, request.offset, request.header_sha256)
             .await
             .map_err(ceremony_status)?;
-        use recovery::RecoveryState as S;
-        match summary.state {
-            S::Signing | S::Completed => {}
-            other => {
-                return Err(Status::failed_precondition(format!(
-                    "ceremony {} is {}: there is no artefact{}",
-                    summary.ceremony_id,
-                    other.as_str(),
-                    if other == S::Failed {
-                        format!(" ({})", summary.failure)
-                    } else {
-                        String::new()
-                    }
-                )));
-            }
-        }
-        let path = self
-            .services
-            .artefact_path(&summary.ceremony_id)
-            .map_err(ceremony_status)?;
-        let services = self.services.clone();
-        let (sender, receiver) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(async move {
-            let mut offset = request.offset;
-            if offset > 0 {
-                match resume_offset(&services, &summary.ceremony_id, &path, &request).await {
-                    Ok(resume) => offset = resume,
-                    Err(status) => {
-                        let _ = sender.send(Err(status)).await;
-                        return;
-                    }
-                }
-            }
-            let mut buffer = vec![0u8; CHUNK];
-            loop {
-                let summary = match services.get_recovery(summary.ceremony_id.clone()).await {
-                    Ok(summary) => summary,
-                    Err(error) => {
-                        let _ = sender.send(Err(ceremony_status(error))).await;
-                        return;
-                    }
-                };
-                let complete = summary.state == S::Completed;
-                if matches!(summary.state, S::Failed | S::Cancelled | S::Expired) {
-                    let _ = sender
-                        .send(Err(Status::failed_precondition(format!(
-                            "signing failed: {}",
-                            summary.failure
-                        ))))
-                        .await;
-                    return;
-                }
-                let read = match read_at(&path, offset, &mut buffer).await {
-                    Ok(read) => read,
-                    Err(error) if error.kind() == std::io::ErrorKind::NotFound && !complete => 0,
-                    Err(error) => {
-                        tracing::error!(%error, "reading an artefact");
-                        let _ = sender
-                            .send(Err(Status::internal(
-                                "the artefact cannot be read; see the rkmd log",
-                            )))
-                            .await;
-                        return;
-                    }
-                };
-                if read > 0 {
-                    let chunk = ArtefactChunk {
-                        offset,
-                        data: buffer[..read].to_vec(),
-                        total_size: if complete { summary.artefact_size } else { 0 },
-                    };
-                    offset += read as u64;
-                    if sender.send(Ok(chunk)).await.is_err() {
-                        return;
-                    }
-                } else if complete {
-                    return;
-                } else {
-                    tokio::time::sleep(POLL).await;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(receiver),
-        )))
+        Ok(Response::new(Box::pin(chunks.map(|chunk| {
+            chunk
+                .map(|chunk| ArtefactChunk {
+                    offset: chunk.offset,
+                    data: chunk.data,
+                    total_size: chunk.complete_size.unwrap_or(0),
+                })
+                .map_err(ceremony_status)
+        }))))
     }
-}
-
-/// Where a collector holding `request.offset` bytes resumes: there if the
-/// header lines it holds are the artefact's, else at 0 (the artefact was
-/// signed anew after a restart, or the bytes belong to another ceremony).
-/// Waits while signing has not yet written the header.
-async fn resume_offset(
-    services: &Services,
-    ceremony_id: &str,
-    path: &std::path::Path,
-    request: &CollectArtefactRequest,
-) -> Result<u64, Status> {
-    loop {
-        let file = path.to_owned();
-        let digest = tokio::task::spawn_blocking(move || {
-            let file = std::fs::File::open(file)?;
-            header_lines_digest(std::io::BufReader::new(file))
-        })
-        .await
-        .map_err(|_| Status::internal("reading the artefact header failed"))?;
-        match digest {
-            Ok(Some(digest)) if digest.as_slice() == request.header_sha256.as_slice() => {
-                return Ok(request.offset);
-            }
-            Ok(Some(_)) => {
-                tracing::info!(
-                    ceremony = %ceremony_id,
-                    held = request.offset,
-                    "the collector's bytes are not part of this artefact; sending it from the start"
-                );
-                return Ok(0);
-            }
-            Ok(None) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => {
-                tracing::error!(%error, "reading an artefact header");
-                return Err(Status::internal(
-                    "the artefact cannot be read; see the rkmd log",
-                ));
-            }
-        }
-        // No header on disk yet: wait while signing, else let the stream
-        // report the ceremony's state.
-        let summary = services
-            .get_recovery(ceremony_id.to_owned())
-            .await
-            .map_err(ceremony_status)?;
-        if summary.state != recovery::RecoveryState::Signing {
-            return Ok(0);
-        }
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-async fn read_at(path: &std::path::Path, offset: u64, buffer: &mut [u8]) -> std::io::Result<usize> {
-    let mut file = tokio::fs::File::open(path).await?;
-    file.seek(std::io::SeekFrom::Start(offset)).await?;
-    file.read(buffer).await
 }

@@ -2,6 +2,7 @@
 //! the key generation ceremony (its envelopes and receipts). Every transition
 //! is written together with its audit entry, and every refusal is audited.
 
+mod artefacts;
 mod attestation;
 pub mod custodians;
 mod drill;
@@ -14,6 +15,7 @@ mod signing;
 
 use std::time::SystemTime;
 
+pub use artefacts::ArtefactChunk;
 pub use error::CeremonyError;
 
 use crate::audit::{AuditLog, Event};

@@ -38,6 +38,7 @@ const TARGET_BATCH: usize = 10_000;
 pub struct RecoveryRuntime {
     pub holding_key: HoldingKey,
     pub artefact_dir: PathBuf,
+    pub artefact_wakeups: super::artefacts::ArtefactWakeups,
     ceremony_keys: Mutex<HashMap<String, age::x25519::Identity>>,
 }
 
@@ -54,6 +55,7 @@ impl RecoveryRuntime {
         Self {
             holding_key,
             artefact_dir,
+            artefact_wakeups: Default::default(),
             ceremony_keys: Mutex::new(HashMap::new()),
         }
     }

@@ -111,6 +111,7 @@ impl Services {
                 tracing::error!(%audit_error, "could not record the failed recovery");
             }
         }
+        self.wake_artefact_collectors(&ceremony_id);
         if let Err(error) = self.audit.checkpoint().await {
             tracing::error!(%error, "checkpoint after recovery signing failed");
         }
@@ -400,6 +401,7 @@ impl Services {
         let path = self.artefact_path(&summary.ceremony_id)?;
         let in_flight = self.hsm.worker_count() * BATCHES_IN_FLIGHT_PER_WORKER;
         let (lines, mut queue) = mpsc::channel::<SignedBatch>(in_flight);
+        let flushed = self.artefact_flushed_waker(&summary.ceremony_id);
         let writer = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
@@ -414,6 +416,7 @@ impl Services {
                 // now rather than when the buffer fills.
                 if queue.is_empty() {
                     writer.flush()?;
+                    flushed();
                 }
             }
             let mut buffered = writer.finish()?;

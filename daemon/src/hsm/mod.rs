@@ -10,6 +10,8 @@
 
 mod error;
 mod ops;
+#[cfg(test)]
+mod session_loss_tests;
 mod templates;
 mod token;
 mod worker;

@@ -53,6 +53,8 @@ impl Worker {
     }
 
     /// Runs `op` on this worker's session, reopening a lost session once.
+    /// A session lost again on the second attempt is reported as
+    /// [`HsmError::SessionLost`], and the next job opens a fresh one.
     pub fn execute<T>(
         &mut self,
         operation: &'static str,
@@ -69,7 +71,14 @@ impl Worker {
                 if retry == Retry::Never {
                     return Err(HsmError::SessionLost { operation });
                 }
-                op(session).map_err(into_hsm_error)
+                match op(session) {
+                    Err(Failure::Pkcs11(error)) if is_session_lost(&error) => {
+                        tracing::warn!(operation, "HSM session lost again; giving up");
+                        self.session = None;
+                        Err(HsmError::SessionLost { operation })
+                    }
+                    other => other.map_err(into_hsm_error),
+                }
             }
             Err(failure) => Err(into_hsm_error(failure)),
         }
