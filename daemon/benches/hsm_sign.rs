@@ -6,7 +6,9 @@
 //! PKCS#11 allows one `C_Initialize` per process and SoftHSM2 reads
 //! `SOFTHSM2_CONF` only then, so every measurement runs in a child process (this
 //! same binary, re-executed with `--measure raw|hsm`) against a fresh token. The
-//! child prints one JSON line on stdout; the parent prints the table.
+//! child prints one JSON line on stdout; the parent prints the table. The raw
+//! loop and the child plumbing are shared with `tests/benches/bulk_sign`, in
+//! `rkm_tests::raw_pkcs11`.
 //!
 //! Options (unknown arguments such as cargo's `--bench` are ignored):
 //! * `--seconds S` (or env `RKM_BENCH_SECONDS`): the timed part of each
@@ -22,35 +24,19 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::str::FromStr;
-use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-use cryptoki::error::{Error as CryptokiError, RvError};
-use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, ObjectHandle};
-use cryptoki::session::{Session, UserType};
-use cryptoki::slot::Slot;
-use cryptoki::types::AuthPin;
 use rkm_daemon::hsm::{Hsm, HsmConfig, SigningKey};
 use rkm_daemon::secrets::UserPin;
-use rkm_tests::SoftHsmToken;
+use rkm_tests::raw_pkcs11::{
+    Budget, ChildToken, Measurement, RawSigner, WARM_UP, digest, print_for_parent,
+    run_measuring_child,
+};
 use serde_json::json;
-use sha2::{Digest as _, Sha256};
 
-/// DER of the OID of NIST P-256 (secp256r1, 1.2.840.10045.3.1.7).
-const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-/// Label of each fresh bench token.
-const TOKEN_LABEL: &str = "rkm-bench";
-/// Environment variable that carries the user PIN to the child.
-const PIN_ENV: &str = "RKM_BENCH_PIN";
-/// Untimed signing before each measurement (session caches, thread start-up).
-const WARM_UP: Duration = Duration::from_millis(300);
 const DEFAULT_SECONDS: f64 = 3.0;
 const DEFAULT_IN_FLIGHT_PER_WORKER: usize = 8;
 /// Digests per `sign_digests` call; recovery signing uses the same.
@@ -170,47 +156,6 @@ impl Options {
     }
 }
 
-/// What a child measured.
-#[derive(Debug, Clone, Copy)]
-struct Measurement {
-    signatures: u64,
-    elapsed: Duration,
-}
-
-impl Measurement {
-    fn per_second(self) -> f64 {
-        self.signatures as f64 / self.elapsed.as_secs_f64()
-    }
-
-    fn to_json_line(self) -> String {
-        json!({
-            "signatures": self.signatures,
-            "elapsed_s": self.elapsed.as_secs_f64(),
-        })
-        .to_string()
-    }
-
-    fn from_json_line(line: &str) -> anyhow::Result<Self> {
-        let value: serde_json::Value =
-            serde_json::from_str(line).with_context(|| format!("child printed {line:?}"))?;
-        let signatures = value["signatures"]
-            .as_u64()
-            .context("child output lacks signatures")?;
-        let elapsed = value["elapsed_s"]
-            .as_f64()
-            .context("child output lacks elapsed_s")?;
-        Ok(Self {
-            signatures,
-            elapsed: Duration::from_secs_f64(elapsed),
-        })
-    }
-}
-
-/// The digest signed at iteration `counter` (a new one each time, as in use).
-fn digest(counter: u64) -> [u8; 32] {
-    Sha256::digest(counter.to_le_bytes()).into()
-}
-
 fn main() -> anyhow::Result<()> {
     let options = Options::parse()?;
     match options.measure {
@@ -220,10 +165,7 @@ fn main() -> anyhow::Result<()> {
                 Mode::Raw => measure_raw(&options, sessions)?,
                 Mode::Hsm | Mode::HsmBatch => measure_hsm(&options, mode, sessions)?,
             };
-            let mut stdout = std::io::stdout().lock();
-            writeln!(stdout, "{}", measurement.to_json_line())?;
-            stdout.flush()?;
-            Ok(())
+            print_for_parent(measurement)
         }
         None => run_all(&options),
     }
@@ -360,171 +302,38 @@ fn plural(count: usize) -> &'static str {
 }
 
 fn run_child(options: &Options, mode: Mode, sessions: usize) -> anyhow::Result<Measurement> {
-    let token = SoftHsmToken::create(TOKEN_LABEL)?;
-    let exe = std::env::current_exe().context("finding this bench binary")?;
-    let output = Command::new(exe)
-        .args(["--measure", mode.as_str()])
-        .args(["--sessions", &sessions.to_string()])
-        .args(["--seconds", &options.seconds.to_string()])
-        .args(["--in-flight", &options.in_flight.to_string()])
-        .args(["--batch", &options.batch.to_string()])
-        .arg("--module")
-        .arg(token.module())
-        .args(["--label", token.label()])
-        .env("SOFTHSM2_CONF", token.config_file())
-        .env(PIN_ENV, token.user_pin())
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .context("starting the measuring child")?;
-    if !output.status.success() {
-        bail!(
-            "measuring {} with {sessions} session(s) failed: {}",
-            mode.as_str(),
-            output.status
-        );
-    }
-    let stdout = String::from_utf8(output.stdout).context("child output is not UTF-8")?;
-    let line = stdout.lines().last().context("child printed nothing")?;
-    Measurement::from_json_line(line)
-}
-
-// ---------------------------------------------------------------------------
-// Child, common.
-
-struct ChildToken {
-    module: PathBuf,
-    label: String,
-    pin: String,
+    let args = [
+        "--measure",
+        mode.as_str(),
+        "--sessions",
+        &sessions.to_string(),
+        "--seconds",
+        &options.seconds.to_string(),
+        "--in-flight",
+        &options.in_flight.to_string(),
+        "--batch",
+        &options.batch.to_string(),
+    ]
+    .map(str::to_owned);
+    run_measuring_child(
+        &format!("{} with {sessions} session(s)", mode.as_str()),
+        &args,
+    )
 }
 
 fn child_token(options: &Options) -> anyhow::Result<ChildToken> {
-    if std::env::var_os("SOFTHSM2_CONF").is_none() {
-        bail!("--measure is for the child process; SOFTHSM2_CONF is not set");
-    }
-    Ok(ChildToken {
-        module: options.module.clone().context("--module is missing")?,
-        label: options.label.clone().context("--label is missing")?,
-        pin: std::env::var(PIN_ENV).with_context(|| format!("{PIN_ENV} is not set"))?,
-    })
+    ChildToken::of_child(options.module.as_deref(), options.label.as_deref())
 }
 
 // ---------------------------------------------------------------------------
 // Child, raw cryptoki baseline: one thread per session, one shared key.
 
 fn measure_raw(options: &Options, sessions: usize) -> anyhow::Result<Measurement> {
-    let token = child_token(options)?;
-    let pkcs11 = Pkcs11::new(&token.module)
-        .with_context(|| format!("loading {}", token.module.display()))?;
-    pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
-    let slot = find_slot(&pkcs11, &token.label)?;
-    let pin = AuthPin::from(token.pin.as_str());
-    let mut open = (0..sessions)
-        .map(|_| open_logged_in(&pkcs11, slot, &pin))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-
-    // Session objects of one session are usable from every session of the
-    // process, as the HSM layer's workers use them.
-    let (public, private) = open[0].generate_key_pair(
-        &Mechanism::EccKeyPairGen,
-        &[
-            Attribute::Token(false),
-            Attribute::EcParams(P256_PARAMS.to_vec()),
-            Attribute::Verify(true),
-        ],
-        &[
-            Attribute::Token(false),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Sign(true),
-        ],
-    )?;
-
-    let warm_up;
-    (open, warm_up) = raw_phase(open, private, WARM_UP)?;
-    if warm_up.signatures == 0 {
-        bail!("no signature during warm-up");
-    }
-    let measurement;
-    (open, measurement) = raw_phase(open, private, options.duration())?;
-
-    open[0].destroy_object(private)?;
-    open[0].destroy_object(public)?;
-    for session in open {
-        session.close()?;
-    }
-    pkcs11.finalize()?;
+    let mut signer = RawSigner::open(&child_token(options)?, sessions)?;
+    signer.warm_up()?;
+    let measurement = signer.sign(Budget::Time(options.duration()))?;
+    signer.close()?;
     Ok(measurement)
-}
-
-fn find_slot(pkcs11: &Pkcs11, label: &str) -> anyhow::Result<Slot> {
-    for slot in pkcs11.get_slots_with_token()? {
-        if pkcs11.get_token_info(slot)?.label().trim_end() == label {
-            return Ok(slot);
-        }
-    }
-    bail!("no token labelled {label:?}")
-}
-
-fn open_logged_in(pkcs11: &Pkcs11, slot: Slot, pin: &AuthPin) -> anyhow::Result<Session> {
-    let session = pkcs11.open_rw_session(slot)?;
-    match session.login(UserType::User, Some(pin)) {
-        // Logins are per token: the second session finds the user logged in.
-        Ok(()) | Err(CryptokiError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
-        Err(error) => Err(error.into()),
-    }
-}
-
-/// Signs on every session, each on its own thread, for `duration`; gives the
-/// sessions back with the count.
-fn raw_phase(
-    sessions: Vec<Session>,
-    key: ObjectHandle,
-    duration: Duration,
-) -> anyhow::Result<(Vec<Session>, Measurement)> {
-    let barrier = Barrier::new(sessions.len() + 1);
-    let (results, elapsed) = std::thread::scope(|scope| {
-        let barrier = &barrier;
-        let threads: Vec<_> = sessions
-            .into_iter()
-            .map(|session| {
-                scope.spawn(move || -> (Session, cryptoki::error::Result<u64>) {
-                    barrier.wait();
-                    let deadline = Instant::now() + duration;
-                    let mut signatures = 0u64;
-                    while Instant::now() < deadline {
-                        if let Err(error) =
-                            session.sign(&Mechanism::Ecdsa, key, &digest(signatures))
-                        {
-                            return (session, Err(error));
-                        }
-                        signatures += 1;
-                    }
-                    (session, Ok(signatures))
-                })
-            })
-            .collect();
-        barrier.wait();
-        let start = Instant::now();
-        let results: Vec<_> = threads
-            .into_iter()
-            .map(|thread| thread.join().expect("a signing thread panicked"))
-            .collect();
-        (results, start.elapsed())
-    });
-    let mut sessions = Vec::with_capacity(results.len());
-    let mut signatures = 0;
-    for (session, count) in results {
-        sessions.push(session);
-        signatures += count?;
-    }
-    Ok((
-        sessions,
-        Measurement {
-            signatures,
-            elapsed,
-        },
-    ))
 }
 
 // ---------------------------------------------------------------------------
@@ -605,5 +414,6 @@ async fn hsm_phase(
     Ok(Measurement {
         signatures,
         elapsed: start.elapsed(),
+        cpu: None,
     })
 }

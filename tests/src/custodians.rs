@@ -31,7 +31,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use crate::Daemon;
-use crate::daemon::binary;
+use crate::binaries::binary;
 
 /// The names of the five custodians of the tests' 3-of-5 keys.
 pub const NAMES: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];

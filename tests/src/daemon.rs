@@ -9,34 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 
 use crate::SoftHsmToken;
+use crate::binaries::binary;
 
 /// How long a daemon may take to start serving before the test fails.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Directory of the workspace's built binaries (`target/<profile>`), or
-/// `RKM_BIN_DIR`.
-pub fn bin_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("RKM_BIN_DIR") {
-        return PathBuf::from(dir);
-    }
-    let exe = std::env::current_exe().expect("the test binary has a path");
-    // target/<profile>/deps/<test binary>
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test binaries live in target/<profile>/deps")
-        .to_owned()
-}
-
-/// Path of a workspace binary, failing clearly when it was not built.
-pub fn binary(name: &str) -> PathBuf {
-    let path = bin_dir().join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build the binaries with `cargo build --workspace --bins` (cargo nextest run --workspace does it)",
-        path.display()
-    );
-    path
-}
 
 /// A state directory and token for one `rkmd`, and the daemon once started.
 #[derive(Debug)]

@@ -1,12 +1,15 @@
 //! Fixtures for rkm's tests: fresh SoftHSM2 tokens in their own directories,
 //! the real `rkmd` daemon started against one, stopped when dropped, and
-//! custodians with their files running the real `rkm` against it.
+//! custodians with their files running the real `rkm` against it; and the
+//! raw PKCS#11 baseline the benchmarks measure rkm against.
 
 #![deny(unsafe_code)]
 
+pub mod binaries;
 pub mod custodians;
 pub mod daemon;
 pub mod env;
+pub mod raw_pkcs11;
 pub mod token;
 
 pub use custodians::Custodian;

@@ -13,6 +13,9 @@ use rkm_proto::v1::{
 use rkm_tests::{Daemon, DaemonBuilder};
 use tonic::transport::Channel;
 
+/// Longest wait for each step of the kill-during-a-burst test.
+const BURST_TIMEOUT: Duration = Duration::from_secs(60);
+
 async fn client(daemon: &Daemon) -> AuditServiceClient<Channel> {
     AuditServiceClient::new(Target::Socket(daemon.socket()).connect().await.unwrap())
 }
@@ -240,13 +243,20 @@ async fn kill_during_a_burst_of_appends_restarts_into_a_verifying_log() {
     }
     // Let the burst run and some checkpoints be made, then kill -9.
     let mut observer = AuditServiceClient::new(channel.clone());
-    loop {
-        let (size, _) = verified_checkpoint(&mut observer).await;
-        if size > 200 {
-            break;
+    let waited = tokio::time::timeout(BURST_TIMEOUT, async {
+        loop {
+            let (size, _) = verified_checkpoint(&mut observer).await;
+            if size > 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "no checkpoint covered 200 entries within {BURST_TIMEOUT:?}: the burst or the checkpointer stalled"
+    );
     let mut daemon = tokio::task::spawn_blocking(move || {
         let mut daemon = daemon;
         daemon.stop_with("KILL").unwrap();
@@ -254,28 +264,45 @@ async fn kill_during_a_burst_of_appends_restarts_into_a_verifying_log() {
     })
     .await
     .unwrap();
-    while writers.join_next().await.is_some() {}
+    let stopped = tokio::time::timeout(BURST_TIMEOUT, async {
+        while writers.join_next().await.is_some() {}
+    })
+    .await;
+    assert!(
+        stopped.is_ok(),
+        "the writers still had notes in flight {BURST_TIMEOUT:?} after rkmd was killed"
+    );
 
     let entries = entry_count(&daemon);
     daemon = tokio::task::spawn_blocking(move || daemon.serve().map(|()| daemon))
         .await
         .unwrap()
         .expect("rkmd restarts after kill -9: its store matches the token's checkpoint");
-    let mut client = client(&daemon).await;
-    let (size, root) = verified_checkpoint(&mut client).await;
+    let (mut client, (size, root)) = tokio::time::timeout(BURST_TIMEOUT, async {
+        let mut client = client(&daemon).await;
+        let checkpoint = verified_checkpoint(&mut client).await;
+        (client, checkpoint)
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!("the restarted rkmd gave no verified checkpoint within {BURST_TIMEOUT:?}")
+    });
     assert!(
         size >= u64::try_from(entries).unwrap(),
         "the log after restart ({size}) lost entries that were committed ({entries})"
     );
     let last = size - 1;
-    let proof = client
-        .get_inclusion_proof(GetInclusionProofRequest {
+    let proof = tokio::time::timeout(
+        BURST_TIMEOUT,
+        client.get_inclusion_proof(GetInclusionProofRequest {
             index: last,
             tree_size: size,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no inclusion proof within {BURST_TIMEOUT:?}"))
+    .unwrap()
+    .into_inner();
     let hashes: Vec<Hash> = proof
         .hashes
         .iter()

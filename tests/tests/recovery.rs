@@ -1066,7 +1066,9 @@ fn recovery_killed_while_signing_signs_anew_and_collect_drops_the_stale_partial(
 fn recovery_expired_destroys_its_held_shares() {
     let setup = setup();
     let request = request_file(setup.dir.path(), "0a1b2c", &["meter-1", "meter-2"]);
-    let opened = setup.open(&request, None, "2s");
+    // A window no load can make the approval miss; the test ends it below
+    // instead of racing a short one.
+    let opened = setup.open(&request, None, "1h");
     let id = opened["ceremony_id"].as_str().unwrap().to_owned();
     assert_ok_json(
         &setup.custodians[0].approve(&setup.daemon, &id),
@@ -1081,7 +1083,30 @@ fn recovery_expired_destroys_its_held_shares() {
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .unwrap();
-        assert!(state != "open" || held, "an open ceremony holds the share");
+        assert_eq!(
+            state, "open",
+            "one approval short of the quorum leaves it open"
+        );
+        assert!(held, "an open ceremony holds the approver's share");
+    }
+    assert_eq!(setup.held_shares(&id), [("alice".to_owned(), true)]);
+
+    // End the window in the past: rkmd's sweeper reads `expires_at` from the
+    // database every second, so this is what the end of a real window looks
+    // like to it.
+    {
+        let db = setup.db();
+        db.busy_timeout(Duration::from_secs(10)).unwrap();
+        let moved = db
+            .execute(
+                "UPDATE ceremonies SET expires_at = ?2 WHERE id = ?1 AND state = 'open'",
+                [id.as_str(), "2000-01-01T00:00:00Z"],
+            )
+            .unwrap();
+        assert_eq!(
+            moved, 1,
+            "the open ceremony's window was moved into the past"
+        );
     }
 
     // The sweeper expires it within a few seconds, with nobody looking.
@@ -1099,9 +1124,13 @@ fn recovery_expired_destroys_its_held_shares() {
             assert_eq!(held, 0, "an expired ceremony keeps no held share");
             break;
         }
+        assert_eq!(
+            state, "open",
+            "ceremony {id} went to {state} instead of expiring"
+        );
         assert!(
             Instant::now() < deadline,
-            "ceremony {id} did not expire: {state}"
+            "ceremony {id} did not expire within 30 s of its window ending: {state}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -12,11 +12,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use rkm_proto::identity::CustodianIdentity;
 use rkm_proto::key_record::{KeyRecord, SignedKeyRecord};
+use rkm_tests::custodians::wait_for_recovery_state;
 use rkm_tests::{Daemon, DaemonBuilder};
 use secrecy::SecretString;
 use serde_json::Value;
@@ -190,34 +191,6 @@ fn request_files(dir: &Path, count: usize) -> (PathBuf, PathBuf) {
     let manifest: String = (0..count).map(|i| format!("meter-{i:07}\n")).collect();
     std::fs::write(&targets, manifest).unwrap();
     (request, targets)
-}
-
-fn wait_for_completed(daemon: &Daemon, ceremony_id: &str) {
-    let deadline = Instant::now() + SIGNING_TIMEOUT;
-    let mut pause = Duration::from_millis(20);
-    loop {
-        let shown = json(
-            &daemon
-                .rkm(&["recovery", "show", ceremony_id, "--output", "json"])
-                .unwrap(),
-            "recovery show",
-        );
-        if shown["state"] == "completed" {
-            return;
-        }
-        assert!(
-            shown["state"] == "open" || shown["state"] == "signing",
-            "ceremony {ceremony_id} went to {}: {shown}",
-            shown["state"]
-        );
-        assert!(
-            Instant::now() < deadline,
-            "ceremony {ceremony_id} is still {} after {SIGNING_TIMEOUT:?}",
-            shown["state"]
-        );
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(500));
-    }
 }
 
 #[test]
@@ -410,7 +383,7 @@ fn a_key_restored_into_another_hsm_recovers_and_verifies_against_its_original_pu
         assert_eq!(approved["custodian"], NAMES[n]);
         assert_eq!(approved["approval_count"], (n + 1) as u64, "{approved}");
     }
-    wait_for_completed(&daemon_b, &ceremony_id);
+    wait_for_recovery_state(&daemon_b, &ceremony_id, "completed", SIGNING_TIMEOUT);
     let artefact = dir.path().join("artefact.rkma");
     ok(
         &daemon_b
