@@ -6,11 +6,11 @@
 //! incident, not during one.
 
 use rkm_proto::messages::share_attestation_message;
-use rusqlite::params;
 
-use super::keygen::{FETCH_CLOCK_SKEW, KeySummary, unix_now};
+use super::keygen::{FETCH_CLOCK_SKEW, KeySummary, unix_now, within_clock_skew};
 use super::{CeremonyError, Services, custodians};
-use crate::audit::{AuditError, Event};
+use crate::audit::{Event, RecordError};
+use crate::store;
 
 impl Services {
     /// Records `custodian`'s attestation that they hold their share of `key`,
@@ -42,10 +42,11 @@ impl Services {
         let (key_id, name) = (summary.key_id.clone(), custodian.clone());
         let (holder, slot) = self
             .store
-            .with(move |connection| {
-                let holder = custodians::load(connection, &name)?;
-                let slot = custodians::load_slot(connection, &key_id, &name)?;
-                Ok((holder, slot))
+            .read(move |tx| {
+                Ok((
+                    store::custodians::load(tx, &name)?,
+                    store::custodians::load_slot(tx, &key_id, &name)?,
+                ))
             })
             .await?;
         let (Some(holder), Some(slot)) = (holder, slot) else {
@@ -93,7 +94,7 @@ impl Services {
             ));
             return self.refuse(event, error).await;
         }
-        if unix_now().abs_diff(unix_time) > FETCH_CLOCK_SKEW {
+        if !within_clock_skew(unix_now(), unix_time) {
             let error = CeremonyError::InvalidArgument(format!(
                 "the attestation's time is more than {FETCH_CLOCK_SKEW} s from rkmd's clock; check the clock and attest again"
             ));
@@ -116,30 +117,22 @@ impl Services {
         );
         let recorded = self
             .audit
-            .record_with(event.clone(), move |connection| {
+            .record_with(event.clone(), move |tx| {
                 // Two copies of one attestation race past the check above.
-                let updated = connection
-                    .execute(
-                        "UPDATE key_custodians SET attested_at = ?3, attested_unix = ?4
-                         WHERE key_id = ?1 AND custodian = ?2 AND attested_unix < ?4",
-                        params![key_id, name, at, unix_time],
-                    )
-                    .map_err(crate::store::StoreError::from)?;
-                if updated != 1 {
-                    return Err(AuditError::Refused(
+                if store::custodians::record_attestation(tx, &key_id, &name, &at, unix_time)? {
+                    Ok(())
+                } else {
+                    Err(CeremonyError::FailedPrecondition(
                         "a later attestation was recorded meanwhile: a replayed attestation"
                             .to_owned(),
-                    ));
+                    ))
                 }
-                Ok(())
             })
             .await;
         match recorded {
             Ok(_) => {}
-            Err(AuditError::Refused(reason)) => {
-                return self
-                    .refuse(event, CeremonyError::FailedPrecondition(reason))
-                    .await;
+            Err(RecordError::Change(error @ CeremonyError::FailedPrecondition(_))) => {
+                return self.refuse(event, error).await;
             }
             Err(error) => return Err(error.into()),
         }
