@@ -4,6 +4,7 @@
 
 use rkm_proto::custodian_card::CustodianCard;
 
+use super::keygen::KeySummary;
 use super::{CeremonyError, Services, now};
 use crate::audit::Event;
 use crate::store;
@@ -64,6 +65,33 @@ pub fn stored_commitment(bytes: Vec<u8>) -> Result<[u8; 32], CeremonyError> {
 }
 
 impl Services {
+    /// The custodian and their slot in the key; the inner error is a refusal
+    /// to audit (not a custodian of this key): receipts and attestations
+    /// both start here.
+    pub(super) async fn custodian_slot(
+        &self,
+        summary: &KeySummary,
+        custodian: &str,
+    ) -> Result<Result<(Custodian, KeySlot), CeremonyError>, CeremonyError> {
+        let (key_id, name) = (summary.key_id.clone(), custodian.to_owned());
+        let (holder, slot) = self
+            .store
+            .read(move |tx| {
+                Ok((
+                    store::custodians::load(tx, &name)?,
+                    store::custodians::load_slot(tx, &key_id, &name)?,
+                ))
+            })
+            .await?;
+        Ok(match (holder, slot) {
+            (Some(holder), Some(slot)) => Ok((holder, slot)),
+            _ => Err(CeremonyError::PermissionDenied(format!(
+                "{custodian:?} is not a custodian of key {}",
+                summary.label
+            ))),
+        })
+    }
+
     /// Enrols the custodian of `card_text`.
     ///
     /// # Errors

@@ -3,6 +3,7 @@
 //! is written together with its audit entry, and every refusal is audited.
 
 mod attestation;
+pub mod audit_note;
 pub mod custodians;
 mod drill;
 mod error;

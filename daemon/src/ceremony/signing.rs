@@ -15,6 +15,7 @@ use rkm_proto::artefact::{
     ArtefactHeader, ArtefactWriter, AuditProof, ISSUE_ACTION_RECOVERY, issue_entry_details,
 };
 use rkm_proto::command::command_digest;
+use rkm_proto::key_record::KeyRecord;
 use rkm_proto::recovery_request::{CanonicalRequest, CeremonyKind};
 use rkm_proto::secret::Share;
 use rkm_proto::shamir::{self, CommittedShare};
@@ -169,7 +170,6 @@ impl Services {
             )));
         }
         let record = self.verified_record(&summary.key_id).await?;
-        let k = usize::from(record.threshold);
         let approvers: Vec<String> = summary
             .approvals
             .iter()
@@ -184,8 +184,38 @@ impl Services {
             )
             .await?;
 
-        // Release K held shares; each is checked against its commitment
-        // before anything is combined, naming the custodian whose share fails.
+        let released = self.release_held_shares(ceremony_id, &record, held).await?;
+        let key = self.unwrap_recovery_key(&record, released).await?;
+        let drill = CanonicalRequest::decode(&summary.canonical_request)
+            .map_err(|e| CeremonyError::Internal(format!("stored request: {e}")))?
+            .ceremony_kind
+            == CeremonyKind::Drill;
+        let signed = if drill {
+            self.sign_drill(&summary, &record, key).await
+        } else {
+            self.sign_targets(&summary, &record.public_key_spki, key)
+                .await
+        };
+        // The recovery key is destroyed whatever happened while signing.
+        let destroyed = self.hsm.destroy(key).await;
+        let (signed_count, artefact_size) = signed?;
+        destroyed?;
+
+        self.record_completion(ceremony_id, signed_count, artefact_size)
+            .await?;
+        self.recovery_runtime_ref()?.forget(ceremony_id);
+        Ok(())
+    }
+
+    /// Releases K held shares from the HSM, in approval order, each with the
+    /// salt and the commitment the key record holds for its custodian.
+    async fn release_held_shares(
+        &self,
+        ceremony_id: &str,
+        record: &KeyRecord,
+        held: Vec<store::approvals::HeldShare>,
+    ) -> Result<Vec<(Share, [u8; 32], [u8; 32])>, CeremonyError> {
+        let k = usize::from(record.threshold);
         let runtime = self.recovery_runtime_ref()?;
         let mut released = Vec::with_capacity(k);
         for store::approvals::HeldShare {
@@ -220,6 +250,18 @@ impl Services {
             let salt: [u8; 32] = payload[33..65].try_into().expect("checked length");
             released.push((share, salt, entry.commitment));
         }
+        Ok(released)
+    }
+
+    /// Combines the released shares, each checked against its commitment
+    /// before anything is combined (naming the custodian whose share fails),
+    /// checks the KEK check value, and unwraps the recovery key in the HSM;
+    /// the KEK lives in the HSM only for the unwrap.
+    async fn unwrap_recovery_key(
+        &self,
+        record: &KeyRecord,
+        released: Vec<(Share, [u8; 32], [u8; 32])>,
+    ) -> Result<SigningKey, CeremonyError> {
         let committed: Vec<CommittedShare<'_>> = released
             .iter()
             .map(|(share, salt, commitment)| CommittedShare {
@@ -251,22 +293,17 @@ impl Services {
             .unwrap(kek_object, record.wrapped_key.clone())
             .await;
         self.hsm.destroy(kek_object).await?;
-        let key = unwrapped?;
-        let drill = CanonicalRequest::decode(&summary.canonical_request)
-            .map_err(|e| CeremonyError::Internal(format!("stored request: {e}")))?
-            .ceremony_kind
-            == CeremonyKind::Drill;
-        let signed = if drill {
-            self.sign_drill(&summary, &record, key).await
-        } else {
-            self.sign_targets(&summary, &record.public_key_spki, key)
-                .await
-        };
-        // The recovery key is destroyed whatever happened while signing.
-        let destroyed = self.hsm.destroy(key).await;
-        let (signed_count, artefact_size) = signed?;
-        destroyed?;
+        Ok(unwrapped?)
+    }
 
+    /// Completes the ceremony with its outcome, destroying the held shares,
+    /// in one audited transaction.
+    async fn record_completion(
+        &self,
+        ceremony_id: &str,
+        signed_count: u64,
+        artefact_size: u64,
+    ) -> Result<(), CeremonyError> {
         let event = Event::ok("rkmd", "recovery.complete")
             .subject(ceremony_id)
             .detail("signed_commands", signed_count.to_string())
@@ -282,7 +319,6 @@ impl Services {
                 Ok::<_, CeremonyError>(())
             })
             .await?;
-        runtime.forget(ceremony_id);
         Ok(())
     }
 

@@ -124,7 +124,7 @@ impl Services {
             signature,
             possession_proof,
         };
-        let (holder, slot) = match self.receipt_slot(&summary, &receipt.custodian).await? {
+        let (holder, slot) = match self.custodian_slot(&summary, &receipt.custodian).await? {
             Ok(found) => found,
             Err(error) => return self.refuse(event, error).await,
         };
@@ -152,32 +152,6 @@ impl Services {
         }
         self.audit.checkpoint().await?;
         self.get_key(summary.key_id).await
-    }
-
-    /// The custodian and their slot in the key; the inner error is a refusal
-    /// to audit (not a custodian of this key).
-    async fn receipt_slot(
-        &self,
-        summary: &KeySummary,
-        custodian: &str,
-    ) -> Result<Result<(Custodian, KeySlot), CeremonyError>, CeremonyError> {
-        let (key_id, name) = (summary.key_id.clone(), custodian.to_owned());
-        let (holder, slot) = self
-            .store
-            .read(move |tx| {
-                Ok((
-                    store::custodians::load(tx, &name)?,
-                    store::custodians::load_slot(tx, &key_id, &name)?,
-                ))
-            })
-            .await?;
-        Ok(match (holder, slot) {
-            (Some(holder), Some(slot)) => Ok((holder, slot)),
-            _ => Err(CeremonyError::PermissionDenied(format!(
-                "{custodian:?} is not a custodian of key {}",
-                summary.label
-            ))),
-        })
     }
 
     /// Refuses a second receipt, or one after the receipt window.
