@@ -47,3 +47,9 @@ pub enum DaemonError {
     #[error("the gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
+
+impl From<crate::audit::RecordError<StoreError>> for DaemonError {
+    fn from(error: crate::audit::RecordError<StoreError>) -> Self {
+        DaemonError::Audit(error.into())
+    }
+}

@@ -85,16 +85,11 @@ pub async fn initialise(
         .detail("version", env!("CARGO_PKG_VERSION"));
     let bind = stored.is_none();
     let public_key = audit_key.public_key.to_vec();
-    log.record_with(event, move |connection| {
+    log.record_with(event, move |tx| {
         if bind {
-            connection
-                .execute(
-                    "INSERT INTO meta (key, value) VALUES (?1, ?2)",
-                    rusqlite::params![AUDIT_PUBLIC_KEY, public_key],
-                )
-                .map_err(crate::store::StoreError::from)?;
+            crate::store::insert_meta(tx, AUDIT_PUBLIC_KEY, &public_key)?;
         }
-        Ok(())
+        Ok::<_, crate::store::StoreError>(())
     })
     .await?;
     let checkpoint = log.checkpoint().await?;

@@ -1,5 +1,7 @@
 //! `AuditService`: the log for auditors — key, checkpoints, entries, proofs —
-//! and operators' notes.
+//! and operators' notes. It reads the audit log directly, not through
+//! `ceremony`: every path here is read-only except the note, whose rules live
+//! in `ceremony::audit_note`.
 
 use rkm_proto::fingerprint::fingerprint;
 use rkm_proto::v1::audit_service_server::AuditService;
@@ -12,13 +14,12 @@ use rkm_proto::v1::{
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{ResponseStream, audit_status, peer_actor};
-use crate::audit::{self, AuditLog, Event};
+use super::{ResponseStream, audit_status, ceremony_status, peer_actor};
+use crate::audit::{self, AuditLog};
+use crate::ceremony::audit_note;
 
 /// Entries read from the store per page while streaming.
 const PAGE: usize = 1024;
-/// Longest operator note, in bytes.
-const MAX_NOTE_LEN: usize = 4096;
 
 /// Serves [`AuditService`].
 #[derive(Debug, Clone)]
@@ -184,21 +185,9 @@ impl AuditService for AuditApi {
     ) -> Result<Response<RecordNoteResponse>, Status> {
         let actor = peer_actor(&request);
         let note = request.into_inner();
-        if note.message.trim().is_empty() {
-            return Err(Status::invalid_argument(
-                "the note is empty; say what happened",
-            ));
-        }
-        if note.message.len() > MAX_NOTE_LEN {
-            return Err(Status::invalid_argument(format!(
-                "the note is {} bytes; notes hold at most {MAX_NOTE_LEN}",
-                note.message.len()
-            )));
-        }
-        let event = Event::ok(actor, "audit.note")
-            .subject(note.subject)
-            .detail("message", note.message);
-        let index = self.log.record(event).await.map_err(audit_status)?;
+        let index = audit_note::record_note(&self.log, actor, note.subject, note.message)
+            .await
+            .map_err(ceremony_status)?;
         Ok(Response::new(RecordNoteResponse { index }))
     }
 }

@@ -48,9 +48,10 @@ pub fn audit_status(error: AuditError) -> Status {
             tracing::error!(%error, "audit log refused an action");
             Status::unavailable(error.to_string())
         }
-        AuditError::OutOfRange { .. } | AuditError::Refused(_) | AuditError::Entry(_) => {
-            Status::invalid_argument(error.to_string())
-        }
+        AuditError::OutOfRange { .. }
+        | AuditError::Proof(_)
+        | AuditError::Origin { .. }
+        | AuditError::Entry(_) => Status::invalid_argument(error.to_string()),
         AuditError::Hsm(error) => hsm_status(error),
         AuditError::Store(error) => store_status(error),
         AuditError::Tampered(_) | AuditError::Tree(_) => {
@@ -81,10 +82,11 @@ pub fn ceremony_status(error: CeremonyError) -> Status {
     match error {
         CeremonyError::InvalidArgument(_) => Status::invalid_argument(error.to_string()),
         CeremonyError::NotFound { .. } => Status::not_found(error.to_string()),
-        CeremonyError::FailedPrecondition(_) => Status::failed_precondition(error.to_string()),
+        CeremonyError::FailedPrecondition(_) | CeremonyError::NoLongerIn { .. } => {
+            Status::failed_precondition(error.to_string())
+        }
         CeremonyError::PermissionDenied(_) => Status::permission_denied(error.to_string()),
         CeremonyError::Hsm(error) => hsm_status(error),
-        CeremonyError::Audit(AuditError::Refused(reason)) => Status::failed_precondition(reason),
         CeremonyError::Audit(error) => audit_status(error),
         CeremonyError::Store(error) => store_status(error),
         CeremonyError::Internal(_) => {

@@ -42,6 +42,8 @@ fn to_proto(summary: recovery::RecoverySummary) -> RecoverySummary {
             S::Cancelled => RecoveryState::Cancelled,
             S::Expired => RecoveryState::Expired,
             S::Failed => RecoveryState::Failed,
+            // States of key generations; no recovery is ever in them.
+            S::Generating | S::AwaitingReceipts => RecoveryState::Unspecified,
         } as i32,
         canonical_request: summary.canonical_request,
         request_digest: summary.request_digest,

@@ -1,4 +1,6 @@
-//! `SystemService`: what this rkmd runs on, for operators and monitoring.
+//! `SystemService`: what this rkmd runs on, for operators and monitoring. It
+//! reads the HSM and the store directly, not through `ceremony`: it changes
+//! nothing and reports on the layers themselves (token, record counts).
 
 use rkm_proto::fingerprint::{fingerprint, signed_note_verifier_key};
 use rkm_proto::v1::system_service_server::SystemService;

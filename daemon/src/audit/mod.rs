@@ -23,7 +23,7 @@ pub use verify_store::StoreVerification;
 
 use crate::hsm::{AuditKey, Hsm, HsmError};
 use crate::store::{Store, StoreError};
-use writer::{Append, TreeState, Writer};
+use writer::{Append, AppendError, TreeState, Writer};
 
 /// Appends that may wait for the writer before callers wait for room.
 const QUEUE_DEPTH: usize = 4096;
@@ -43,8 +43,10 @@ pub enum AuditError {
     Entry(#[from] rkm_proto::audit_entry::EntryError),
     #[error("audit tree: {0}")]
     Tree(String),
+    #[error("audit.origin {origin:?}: {reason}")]
+    Origin { origin: String, reason: String },
     #[error("{0}")]
-    Refused(String),
+    Proof(String),
     #[error("the audit log has shut down")]
     ShutDown,
     #[error(
@@ -57,6 +59,25 @@ pub enum AuditError {
         requested: u64,
         size: u64,
     },
+}
+
+/// Why an audited change did not take effect: the change refused (its own
+/// typed error, carried unchanged), or the audit entry could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError<E> {
+    #[error(transparent)]
+    Change(E),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+impl From<RecordError<StoreError>> for AuditError {
+    fn from(error: RecordError<StoreError>) -> Self {
+        match error {
+            RecordError::Change(error) => AuditError::Store(error),
+            RecordError::Audit(error) => error,
+        }
+    }
 }
 
 /// What happened, before it gets its time and index.
@@ -158,8 +179,11 @@ impl AuditLog {
         key: AuditKey,
         config: &AuditConfig,
     ) -> Result<(Self, StoreVerification), AuditError> {
-        let verifier = VerifierKey::new(&config.origin, &key.public_key)
-            .map_err(|e| AuditError::Refused(format!("audit.origin {:?}: {e}", config.origin)))?;
+        let verifier =
+            VerifierKey::new(&config.origin, &key.public_key).map_err(|e| AuditError::Origin {
+                origin: config.origin.clone(),
+                reason: e.to_string(),
+            })?;
         let verification = verify_store::verify(&store, &hsm, &verifier).await?;
         let tree = Arc::new(Mutex::new(TreeState {
             frontier: verification.frontier.clone(),
@@ -195,36 +219,57 @@ impl AuditLog {
     /// # Errors
     /// [`AuditError::NotDurable`] if it could not be committed.
     pub async fn record(&self, event: Event) -> Result<u64, AuditError> {
-        self.submit(event, None).await
+        self.submit(event, None).await.map_err(|error| match error {
+            AppendError::Audit(error) => error,
+            AppendError::ChangeRefused => {
+                AuditError::Tree("an append without a change was refused as one".to_owned())
+            }
+        })
     }
 
     /// Applies `change` and appends `event`'s entry in one transaction: both
     /// take effect, or neither does.
     ///
     /// # Errors
-    /// Whatever `change` returns, or [`AuditError::NotDurable`].
-    pub async fn record_with<T, F>(&self, event: Event, change: F) -> Result<(u64, T), AuditError>
+    /// [`RecordError::Change`] with whatever `change` refused with, or
+    /// [`RecordError::Audit`] ([`AuditError::NotDurable`] and the like).
+    pub async fn record_with<T, E, F>(
+        &self,
+        event: Event,
+        change: F,
+    ) -> Result<(u64, T), RecordError<E>>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Connection) -> Result<T, AuditError> + Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(&mut crate::store::Tx<'_>) -> Result<T, E> + Send + 'static,
     {
         let (output, result) = oneshot::channel();
         let change: writer::Change = Box::new(move |transaction| {
-            let value = change(transaction)?;
-            let _ = output.send(value);
-            Ok(())
+            let outcome = change(transaction);
+            let refused = outcome.is_err();
+            let _ = output.send(outcome);
+            if refused {
+                Err(writer::ChangeRefused)
+            } else {
+                Ok(())
+            }
         });
-        let index = self.submit(event, Some(change)).await?;
-        let value = result.await.map_err(|_| AuditError::ShutDown)?;
-        Ok((index, value))
+        let submitted = self.submit(event, Some(change)).await;
+        let outcome = result.await;
+        match (submitted, outcome) {
+            (Ok(index), Ok(Ok(value))) => Ok((index, value)),
+            (Err(AppendError::ChangeRefused), Ok(Err(error))) => Err(RecordError::Change(error)),
+            (Err(AppendError::Audit(error)), _) => Err(RecordError::Audit(error)),
+            _ => Err(RecordError::Audit(AuditError::ShutDown)),
+        }
     }
 
     async fn submit(
         &self,
         event: Event,
         change: Option<writer::Change>,
-    ) -> Result<u64, AuditError> {
-        let (entry, subject) = event.encode()?;
+    ) -> Result<u64, AppendError> {
+        let (entry, subject) = event.encode().map_err(AppendError::Audit)?;
         let (reply, answer) = oneshot::channel();
         self.appends
             .send_async(Append {

@@ -20,7 +20,7 @@ pub struct InclusionProof {
 
 impl From<ProofError> for AuditError {
     fn from(error: ProofError) -> Self {
-        AuditError::Refused(error.to_string())
+        AuditError::Proof(error.to_string())
     }
 }
 

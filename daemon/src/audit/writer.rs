@@ -11,13 +11,36 @@ use rusqlite::{Connection, Transaction, params};
 use tokio::sync::{Notify, oneshot};
 
 use super::AuditError;
-use crate::store::StoreError;
+use crate::store::{StoreError, Tx};
+
+/// A state change refused to happen; why travels back to its caller on the
+/// change's own channel, typed, so the writer only needs to undo it.
+pub struct ChangeRefused;
 
 /// A state change to apply in the same transaction as its audit entry.
-pub type Change = Box<dyn FnOnce(&Connection) -> Result<(), AuditError> + Send>;
+pub type Change = Box<dyn FnOnce(&mut Tx<'_>) -> Result<(), ChangeRefused> + Send>;
+
+/// Why one append did not take effect.
+pub enum AppendError {
+    /// Its change refused (the reason went back with the change).
+    ChangeRefused,
+    Audit(AuditError),
+}
+
+impl From<AuditError> for AppendError {
+    fn from(error: AuditError) -> Self {
+        AppendError::Audit(error)
+    }
+}
+
+impl From<StoreError> for AppendError {
+    fn from(error: StoreError) -> Self {
+        AppendError::Audit(AuditError::Store(error))
+    }
+}
 
 /// Where the writer answers one append: its index, or why it failed.
-pub type Reply = oneshot::Sender<Result<u64, AuditError>>;
+pub type Reply = oneshot::Sender<Result<u64, AppendError>>;
 
 /// One append waiting for the writer.
 pub struct Append {
@@ -62,7 +85,7 @@ impl Writer {
             .frontier
             .clone();
         let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
-        let mut outcomes: Vec<(Reply, Result<u64, AuditError>)> = Vec::with_capacity(batch.len());
+        let mut outcomes: Vec<(Reply, Result<u64, AppendError>)> = Vec::with_capacity(batch.len());
         let committed = (|| -> Result<Frontier, AuditError> {
             let mut transaction = connection.transaction().map_err(StoreError::from)?;
             let mut frontier = start.clone();
@@ -90,7 +113,9 @@ impl Writer {
             Err(error) => {
                 tracing::error!(%error, "audit batch not written; every action in it is refused");
                 for (reply, _) in outcomes {
-                    let _ = reply.send(Err(AuditError::NotDurable(error.to_string())));
+                    let _ = reply.send(Err(AppendError::Audit(AuditError::NotDurable(
+                        error.to_string(),
+                    ))));
                 }
             }
         }
@@ -105,12 +130,12 @@ fn apply(
     entry: Vec<u8>,
     subject: String,
     change: Option<Change>,
-) -> Result<u64, AuditError> {
+) -> Result<u64, AppendError> {
     let savepoint = transaction.savepoint().map_err(StoreError::from)?;
     let mut next = frontier.clone();
     let index = next.size();
     if let Some(change) = change {
-        change(&savepoint)?;
+        change(&mut Tx::new(&savepoint)).map_err(|ChangeRefused| AppendError::ChangeRefused)?;
     }
     let mut nodes: Vec<(NodeId, Hash)> = Vec::with_capacity(2);
     next.append_with(leaf_hash(&entry), |id, hash| nodes.push((id, *hash)))

@@ -3,44 +3,13 @@
 //! custodian signed over their share (receipts, attestations).
 
 use rkm_proto::custodian_card::CustodianCard;
-use rusqlite::{OptionalExtension as _, params};
 
+use super::keygen::KeySummary;
 use super::{CeremonyError, Services, now};
 use crate::audit::Event;
+use crate::store;
 
-/// A custodian as the daemon knows them.
-#[derive(Debug, Clone)]
-pub struct Custodian {
-    pub name: String,
-    pub ed25519_public_key: [u8; 32],
-    pub age_recipient: String,
-    pub fingerprint: String,
-    pub enabled: bool,
-    pub enrolled_at: String,
-    pub disabled_reason: String,
-}
-
-const COLUMNS: &str =
-    "name, ed25519_public_key, age_recipient, fingerprint, enabled, enrolled_at, disabled_reason";
-
-fn row_to_custodian(row: &rusqlite::Row<'_>) -> rusqlite::Result<Custodian> {
-    let key: Vec<u8> = row.get(1)?;
-    Ok(Custodian {
-        name: row.get(0)?,
-        ed25519_public_key: key.try_into().map_err(|_| {
-            rusqlite::Error::InvalidColumnType(
-                1,
-                "ed25519_public_key".into(),
-                rusqlite::types::Type::Blob,
-            )
-        })?,
-        age_recipient: row.get(2)?,
-        fingerprint: row.get(3)?,
-        enabled: row.get(4)?,
-        enrolled_at: row.get(5)?,
-        disabled_reason: row.get(6)?,
-    })
-}
+pub use crate::store::custodians::{Custodian, KeySlot};
 
 /// Checks that `signature` over `message` is by `custodian`'s enrolled
 /// identity over their share's commitment; `what` names the signed thing in
@@ -88,44 +57,6 @@ pub fn check_possession(
     }
 }
 
-/// One custodian's place in one key, as stored.
-#[derive(Debug)]
-pub struct KeySlot {
-    pub x: u8,
-    pub commitment: Vec<u8>,
-    /// '' until the receipt is in.
-    pub received_at: String,
-    /// Their latest attestation, Unix seconds (0: none).
-    pub attested_unix: u64,
-    /// Public half of `rkm_proto::commitment::PossessionKey`; None for
-    /// imported keys.
-    pub possession_public_key: Option<Vec<u8>>,
-}
-
-/// `custodian`'s slot in key `key_id`, if they are one of its custodians.
-pub fn load_slot(
-    connection: &rusqlite::Connection,
-    key_id: &str,
-    custodian: &str,
-) -> rusqlite::Result<Option<KeySlot>> {
-    connection
-        .query_row(
-            "SELECT x, commitment, received_at, attested_unix, possession_public_key
-             FROM key_custodians WHERE key_id = ?1 AND custodian = ?2",
-            params![key_id, custodian],
-            |row| {
-                Ok(KeySlot {
-                    x: row.get(0)?,
-                    commitment: row.get(1)?,
-                    received_at: row.get(2)?,
-                    attested_unix: row.get(3)?,
-                    possession_public_key: row.get(4)?,
-                })
-            },
-        )
-        .optional()
-}
-
 /// A share commitment as stored.
 pub fn stored_commitment(bytes: Vec<u8>) -> Result<[u8; 32], CeremonyError> {
     bytes
@@ -133,18 +64,34 @@ pub fn stored_commitment(bytes: Vec<u8>) -> Result<[u8; 32], CeremonyError> {
         .map_err(|_| CeremonyError::Internal("stored commitment is not 32 bytes".to_owned()))
 }
 
-/// Reads one custodian.
-pub fn load(connection: &rusqlite::Connection, name: &str) -> rusqlite::Result<Option<Custodian>> {
-    connection
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM custodians WHERE name = ?1"),
-            [name],
-            row_to_custodian,
-        )
-        .optional()
-}
-
 impl Services {
+    /// The custodian and their slot in the key; the inner error is a refusal
+    /// to audit (not a custodian of this key): receipts and attestations
+    /// both start here.
+    pub(super) async fn custodian_slot(
+        &self,
+        summary: &KeySummary,
+        custodian: &str,
+    ) -> Result<Result<(Custodian, KeySlot), CeremonyError>, CeremonyError> {
+        let (key_id, name) = (summary.key_id.clone(), custodian.to_owned());
+        let (holder, slot) = self
+            .store
+            .read(move |tx| {
+                Ok((
+                    store::custodians::load(tx, &name)?,
+                    store::custodians::load_slot(tx, &key_id, &name)?,
+                ))
+            })
+            .await?;
+        Ok(match (holder, slot) {
+            (Some(holder), Some(slot)) => Ok((holder, slot)),
+            _ => Err(CeremonyError::PermissionDenied(format!(
+                "{custodian:?} is not a custodian of key {}",
+                summary.label
+            ))),
+        })
+    }
+
     /// Enrols the custodian of `card_text`.
     ///
     /// # Errors
@@ -169,20 +116,15 @@ impl Services {
             .subject(card.name.clone())
             .detail("custodian", card.name.clone())
             .detail("fingerprint", card.fingerprint());
-        let conflict = {
-            let card = CustodianCard::parse(&card_text).expect("parsed above");
-            self.store
-                .with(move |connection| {
-                    Ok(connection
-                        .query_row(
-                            "SELECT name FROM custodians WHERE name = ?1 OR ed25519_public_key = ?2 OR age_recipient = ?3",
-                            params![card.name, card.ed25519_public_key.to_vec(), card.age_recipient],
-                            |row| row.get::<_, String>(0),
-                        )
-                        .optional()?)
-                })
-                .await?
-        };
+        let (name, signing_key, recipient) = (
+            card.name.clone(),
+            card.ed25519_public_key,
+            card.age_recipient.clone(),
+        );
+        let conflict = self
+            .store
+            .read(move |tx| store::custodians::holder_of(tx, &name, &signing_key, &recipient))
+            .await?;
         if let Some(existing) = conflict {
             let error = if existing == card.name {
                 CeremonyError::FailedPrecondition(format!(
@@ -206,22 +148,8 @@ impl Services {
         };
         let stored = custodian.clone();
         self.audit
-            .record_with(event, move |connection| {
-                connection
-                    .execute(
-                        "INSERT INTO custodians (name, ed25519_public_key, age_recipient, fingerprint, card, enabled, enrolled_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)",
-                        params![
-                            stored.name,
-                            stored.ed25519_public_key.to_vec(),
-                            stored.age_recipient,
-                            stored.fingerprint,
-                            card_text,
-                            stored.enrolled_at
-                        ],
-                    )
-                    .map_err(crate::store::StoreError::from)?;
-                Ok(())
+            .record_with(event, move |tx| {
+                store::custodians::insert(tx, &stored, &card_text)
             })
             .await?;
         Ok(custodian)
@@ -232,15 +160,7 @@ impl Services {
     /// # Errors
     /// The store fails.
     pub async fn list_custodians(&self) -> Result<Vec<Custodian>, CeremonyError> {
-        Ok(self
-            .store
-            .with(|connection| {
-                let mut statement = connection
-                    .prepare(&format!("SELECT {COLUMNS} FROM custodians ORDER BY name"))?;
-                let rows = statement.query_map([], row_to_custodian)?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
-            })
-            .await?)
+        Ok(self.store.read(store::custodians::list).await?)
     }
 
     /// Disables a custodian: no new key will include them.
@@ -264,7 +184,10 @@ impl Services {
             return self.refuse(event, error).await;
         }
         let lookup = name.clone();
-        let existing = self.store.with(move |c| Ok(load(c, &lookup)?)).await?;
+        let existing = self
+            .store
+            .read(move |tx| store::custodians::load(tx, &lookup))
+            .await?;
         let Some(mut custodian) = existing else {
             let error = CeremonyError::not_found(
                 "custodian",
@@ -282,14 +205,8 @@ impl Services {
         }
         let stored_reason = reason.clone();
         self.audit
-            .record_with(event, move |connection| {
-                connection
-                    .execute(
-                        "UPDATE custodians SET enabled = 0, disabled_reason = ?2 WHERE name = ?1",
-                        params![name, stored_reason],
-                    )
-                    .map_err(crate::store::StoreError::from)?;
-                Ok(())
+            .record_with(event, move |tx| {
+                store::custodians::disable(tx, &name, &stored_reason)
             })
             .await?;
         custodian.enabled = false;

@@ -3,7 +3,8 @@
 
 use rkm_proto::audit_entry::Outcome;
 
-use crate::audit::AuditError;
+use super::state::CeremonyState;
+use crate::audit::{AuditError, RecordError};
 use crate::hsm::HsmError;
 use crate::store::StoreError;
 
@@ -20,6 +21,12 @@ pub enum CeremonyError {
     },
     #[error("{0}")]
     FailedPrecondition(String),
+    /// Another request moved the ceremony on first (a lost race).
+    #[error("ceremony {ceremony_id} is no longer {}", state.as_str())]
+    NoLongerIn {
+        ceremony_id: String,
+        state: CeremonyState,
+    },
     #[error("{0}")]
     PermissionDenied(String),
     #[error(transparent)]
@@ -39,6 +46,7 @@ impl CeremonyError {
             CeremonyError::InvalidArgument(_)
             | CeremonyError::NotFound { .. }
             | CeremonyError::FailedPrecondition(_)
+            | CeremonyError::NoLongerIn { .. }
             | CeremonyError::PermissionDenied(_) => Outcome::Refused,
             _ => Outcome::Failed,
         }
@@ -53,19 +61,22 @@ impl CeremonyError {
     }
 }
 
-impl From<rusqlite::Error> for CeremonyError {
-    fn from(error: rusqlite::Error) -> Self {
-        CeremonyError::Store(StoreError::Sqlite(error))
+impl From<RecordError<CeremonyError>> for CeremonyError {
+    /// A refusal inside an audited change comes back as it was raised.
+    fn from(error: RecordError<CeremonyError>) -> Self {
+        match error {
+            RecordError::Change(error) => error,
+            RecordError::Audit(error) => CeremonyError::Audit(error),
+        }
     }
 }
 
-impl From<CeremonyError> for AuditError {
-    /// Lets a refusal inside an audited transaction undo the transaction.
-    fn from(error: CeremonyError) -> Self {
+impl From<RecordError<StoreError>> for CeremonyError {
+    /// A plain write refused by the store is a store failure.
+    fn from(error: RecordError<StoreError>) -> Self {
         match error {
-            CeremonyError::Audit(error) => error,
-            CeremonyError::Store(error) => AuditError::Store(error),
-            other => AuditError::Refused(other.to_string()),
+            RecordError::Change(error) => CeremonyError::Store(error),
+            RecordError::Audit(error) => CeremonyError::Audit(error),
         }
     }
 }

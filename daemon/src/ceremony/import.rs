@@ -6,11 +6,12 @@
 
 use rkm_proto::checkpoint::VerifierKey;
 use rkm_proto::key_record::SignedKeyRecord;
-use rusqlite::{OptionalExtension as _, params};
 
 use super::keygen::KeySummary;
-use super::{CeremonyError, Services, custodians, now};
-use crate::audit::Event;
+use super::state::{CeremonyKind, CeremonyState, KeyState};
+use super::{CeremonyError, Services, now};
+use crate::audit::{Event, RecordError};
+use crate::store::{self, StoreError, Tx};
 
 impl Services {
     /// Imports a signed key record.
@@ -47,54 +48,58 @@ impl Services {
         let (id, opener, key_id) = (ceremony_id.clone(), actor.to_owned(), record.key_id.clone());
         let recorded = self
             .audit
-            .record_with(event.clone(), move |connection| {
+            .record_with(event.clone(), move |tx| {
                 // Two imports of one record race past the check above: the
                 // first to commit wins, the other is refused here.
-                if let Some(existing) = same_key_here(connection, &record)
-                    .map_err(crate::store::StoreError::from)?
-                {
-                    return Err(crate::audit::AuditError::Refused(already_here(&existing)));
+                if let Some(existing) = same_key_here(tx, &record)? {
+                    return Err(CeremonyError::FailedPrecondition(already_here(&existing)));
                 }
                 let at = now();
-                let insert = |sql: &str, values: &[&dyn rusqlite::ToSql]| {
-                    connection
-                        .execute(sql, values)
-                        .map_err(crate::store::StoreError::from)
+                store::ceremonies::insert(
+                    tx,
+                    &store::ceremonies::NewCeremony {
+                        id: &id,
+                        kind: CeremonyKind::KeyImport.as_str(),
+                        state: CeremonyState::Completed.as_str(),
+                        subject: &record.key_id,
+                        opened_by: &opener,
+                        opened_at: &at,
+                        expires_at: &at,
+                        closed_at: &at,
+                    },
+                )?;
+                let slots: Vec<_> = record
+                    .custodians
+                    .iter()
+                    .map(|custodian| store::keys::NewSlot {
+                        custodian: &custodian.name,
+                        x: custodian.x,
+                        commitment: &custodian.commitment,
+                        envelope: None,
+                        possession_public_key: None,
+                        received_at: &at,
+                    })
+                    .collect();
+                let key = store::keys::NewKey {
+                    key_id: &record.key_id,
+                    label: &record.label,
+                    public_key_spki: &record.public_key_spki,
+                    signed_key_record: &signed_key_record,
+                    threshold: record.threshold,
+                    state: KeyState::Active.as_str(),
+                    ceremony_id: &id,
+                    created_at: &record.created_at,
+                    record_audit_key: &record_audit_key,
                 };
-                insert(
-                    "INSERT INTO ceremonies (id, kind, state, subject, opened_by, opened_at, expires_at, closed_at)
-                     VALUES (?1, 'key-import', 'completed', ?2, ?3, ?4, ?4, ?4)",
-                    params![id, record.key_id, opener, at],
-                )?;
-                insert(
-                    "INSERT INTO keys (key_id, label, public_key_spki, signed_record, threshold, state, ceremony_id, created_at, record_audit_key)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6, ?7, ?8)",
-                    params![
-                        record.key_id,
-                        record.label,
-                        record.public_key_spki,
-                        signed_key_record,
-                        record.threshold,
-                        id,
-                        record.created_at,
-                        record_audit_key
-                    ],
-                )?;
-                for custodian in &record.custodians {
-                    insert(
-                        "INSERT INTO key_custodians (key_id, custodian, x, commitment, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![record.key_id, custodian.name, custodian.x, custodian.commitment.to_vec(), at],
-                    )?;
-                }
+                store::keys::insert(tx, &key, &slots)?;
                 Ok(())
             })
             .await;
         match recorded {
             Ok(_) => {}
-            Err(crate::audit::AuditError::Refused(reason)) => {
-                return self
-                    .refuse(event, CeremonyError::FailedPrecondition(reason))
-                    .await;
+            // Lost the race: refused like any other import of a key here.
+            Err(RecordError::Change(error @ CeremonyError::FailedPrecondition(_))) => {
+                return self.refuse(event, error).await;
             }
             Err(error) => return Err(error.into()),
         }
@@ -128,12 +133,12 @@ impl Services {
         let names: Vec<String> = record.custodians.iter().map(|c| c.name.clone()).collect();
         let (existing, enrolled) = self
             .store
-            .with(move |connection| {
-                let existing = same_key_here(connection, &same_key)?;
+            .read(move |tx| {
+                let existing = same_key_here(tx, &same_key)?;
                 let enrolled = names
                     .iter()
-                    .map(|name| custodians::load(connection, name))
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                    .map(|name| store::custodians::load(tx, name))
+                    .collect::<Result<Vec<_>, StoreError>>()?;
                 Ok((existing, enrolled))
             })
             .await?;
@@ -172,16 +177,10 @@ impl Services {
 
 /// The key here with the record's key id, label or public key, if any.
 fn same_key_here(
-    connection: &rusqlite::Connection,
+    tx: &Tx<'_>,
     record: &rkm_proto::key_record::KeyRecord,
-) -> rusqlite::Result<Option<String>> {
-    connection
-        .query_row(
-            "SELECT key_id FROM keys WHERE key_id = ?1 OR label = ?2 OR public_key_spki = ?3",
-            params![record.key_id, record.label, record.public_key_spki],
-            |row| row.get(0),
-        )
-        .optional()
+) -> Result<Option<String>, StoreError> {
+    store::keys::same_key(tx, &record.key_id, &record.label, &record.public_key_spki)
 }
 
 fn already_here(existing: &str) -> String {

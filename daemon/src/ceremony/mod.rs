@@ -4,6 +4,7 @@
 
 mod artefacts;
 mod attestation;
+pub mod audit_note;
 pub mod custodians;
 mod drill;
 mod error;
@@ -12,6 +13,7 @@ pub mod keygen;
 pub mod notices;
 pub mod recovery;
 mod signing;
+pub mod state;
 
 use std::time::SystemTime;
 
@@ -25,15 +27,15 @@ use crate::store::Store;
 /// What ceremonies work with; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Services {
-    pub hsm: Hsm,
-    pub store: Store,
-    pub audit: AuditLog,
-    pub audit_key: AuditKey,
+    pub(crate) hsm: Hsm,
+    pub(crate) store: Store,
+    pub(crate) audit: AuditLog,
+    pub(crate) audit_key: AuditKey,
     /// Present when serving (recovery needs the holding key and a place for
     /// artefacts).
-    pub recovery: Option<std::sync::Arc<recovery::RecoveryRuntime>>,
+    pub(crate) recovery: Option<std::sync::Arc<recovery::RecoveryRuntime>>,
     /// Days a share attestation counts as recent.
-    pub attestation_window_days: u32,
+    pub(crate) attestation_window_days: u32,
 }
 
 /// The current time as RFC 3339 UTC with seconds.

@@ -3,34 +3,12 @@
 //! a trail in the audit log too.
 
 use rkm_proto::messages::{notice_ack_message, verify_custodian_signature};
-use rusqlite::{OptionalExtension as _, params};
 
-use super::{CeremonyError, Services, custodians, now};
+use super::{CeremonyError, Services, now};
 use crate::audit::Event;
+use crate::store;
 
-/// A notice to one custodian.
-#[derive(Debug, Clone)]
-pub struct Notice {
-    pub notice_id: String,
-    pub ceremony_id: String,
-    pub custodian: String,
-    pub text: String,
-    pub sent_at: String,
-    pub acknowledged_at: String,
-}
-
-const COLUMNS: &str = "id, ceremony_id, custodian, text, sent_at, acknowledged_at";
-
-fn row_to_notice(row: &rusqlite::Row<'_>) -> rusqlite::Result<Notice> {
-    Ok(Notice {
-        notice_id: row.get(0)?,
-        ceremony_id: row.get(1)?,
-        custodian: row.get(2)?,
-        text: row.get(3)?,
-        sent_at: row.get(4)?,
-        acknowledged_at: row.get(5)?,
-    })
-}
+pub use crate::store::notices::Notice;
 
 impl Services {
     /// Records a notice to `custodian` about `ceremony_id`, audited.
@@ -59,15 +37,7 @@ impl Services {
             .detail("text", notice.text.clone());
         let stored = notice.clone();
         self.audit
-            .record_with(event, move |connection| {
-                connection
-                    .execute(
-                        "INSERT INTO notices (id, ceremony_id, custodian, text, sent_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![stored.notice_id, stored.ceremony_id, stored.custodian, stored.text, stored.sent_at],
-                    )
-                    .map_err(crate::store::StoreError::from)?;
-                Ok(())
-            })
+            .record_with(event, move |tx| store::notices::insert(tx, &stored))
             .await?;
         Ok(notice)
     }
@@ -79,13 +49,7 @@ impl Services {
     pub async fn list_notices(&self, custodian: String) -> Result<Vec<Notice>, CeremonyError> {
         Ok(self
             .store
-            .with(move |connection| {
-                let mut statement = connection.prepare(&format!(
-                    "SELECT {COLUMNS} FROM notices WHERE ?1 = '' OR custodian = ?1 ORDER BY sent_at, id"
-                ))?;
-                let rows = statement.query_map([custodian], row_to_notice)?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
-            })
+            .read(move |tx| store::notices::list(tx, &custodian))
             .await?)
     }
 
@@ -107,15 +71,11 @@ impl Services {
         let (lookup_id, lookup_name) = (notice_id.clone(), custodian.clone());
         let (notice, holder) = self
             .store
-            .with(move |connection| {
-                let notice = connection
-                    .query_row(
-                        &format!("SELECT {COLUMNS} FROM notices WHERE id = ?1"),
-                        [&lookup_id],
-                        row_to_notice,
-                    )
-                    .optional()?;
-                Ok((notice, custodians::load(connection, &lookup_name)?))
+            .read(move |tx| {
+                Ok((
+                    store::notices::load(tx, &lookup_id)?,
+                    store::custodians::load(tx, &lookup_name)?,
+                ))
             })
             .await?;
         let Some(mut notice) = notice else {
@@ -158,14 +118,8 @@ impl Services {
         let acknowledged_at = now();
         let stored_at = acknowledged_at.clone();
         self.audit
-            .record_with(event, move |connection| {
-                connection
-                    .execute(
-                        "UPDATE notices SET acknowledged_at = ?2, signature = ?3 WHERE id = ?1",
-                        params![notice_id, stored_at, signature],
-                    )
-                    .map_err(crate::store::StoreError::from)?;
-                Ok(())
+            .record_with(event, move |tx| {
+                store::notices::acknowledge(tx, &notice_id, &stored_at, &signature)
             })
             .await?;
         notice.acknowledged_at = acknowledged_at;

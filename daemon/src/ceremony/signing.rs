@@ -15,17 +15,19 @@ use rkm_proto::artefact::{
     ArtefactHeader, ArtefactWriter, AuditProof, ISSUE_ACTION_RECOVERY, issue_entry_details,
 };
 use rkm_proto::command::command_digest;
+use rkm_proto::key_record::KeyRecord;
 use rkm_proto::recovery_request::{CanonicalRequest, CeremonyKind};
 use rkm_proto::secret::Share;
 use rkm_proto::shamir::{self, CommittedShare};
-use rusqlite::params;
 use tokio::sync::mpsc;
 
-use super::recovery::{RecoveryState, held_share_aad, load_recovery};
-use super::{CeremonyError, Services, now};
+use super::recovery::{RecoveryState, held_share_aad};
+use super::state::{CeremonyKind as StoredKind, transition};
+use super::{CeremonyError, Services};
 use crate::audit::Event;
 use crate::hsm::SigningKey;
 use crate::secrets::KekBytes;
+use crate::store;
 
 /// Targets read from the store per page while signing.
 const PAGE: usize = 4096;
@@ -82,30 +84,18 @@ impl Services {
                 .with_outcome(rkm_proto::audit_entry::Outcome::Failed)
                 .detail("reason", error.to_string())
                 .detail("held_shares", "destroyed");
-            let (id, reason) = (ceremony_id.clone(), error.to_string());
+            let reason = error.to_string();
             let recorded = self
-                .audit
-                .record_with(event, move |connection| {
-                    connection
-                        .execute(
-                            "UPDATE ceremonies SET state = 'failed', closed_at = ?2 WHERE id = ?1",
-                            params![id, now()],
-                        )
-                        .map_err(crate::store::StoreError::from)?;
-                    connection
-                        .execute(
-                            "UPDATE recoveries SET failure = ?2 WHERE ceremony_id = ?1",
-                            params![id, reason],
-                        )
-                        .map_err(crate::store::StoreError::from)?;
-                    connection
-                        .execute(
-                            "UPDATE approvals SET held_share = NULL WHERE ceremony_id = ?1",
-                            [&id],
-                        )
-                        .map_err(crate::store::StoreError::from)?;
-                    Ok(())
-                })
+                .close_ceremony(
+                    event,
+                    &ceremony_id,
+                    RecoveryState::Signing,
+                    RecoveryState::Failed,
+                    move |tx, id| {
+                        store::recoveries::set_failure(tx, id, &reason)?;
+                        store::approvals::destroy_held_shares(tx, id)
+                    },
+                )
                 .await;
             if let Err(audit_error) = recorded {
                 tracing::error!(%audit_error, "could not record the failed recovery");
@@ -125,12 +115,7 @@ impl Services {
         // the ceremony was recorded belong to no ceremony: drop them.
         let orphans = self
             .store
-            .with(|connection| {
-                Ok(connection.execute(
-                    "DELETE FROM recovery_targets WHERE ceremony_id NOT IN (SELECT ceremony_id FROM recoveries)",
-                    [],
-                )?)
-            })
+            .transact(store::recoveries::delete_orphan_targets)
             .await?;
         if orphans > 0 {
             tracing::warn!(
@@ -138,15 +123,14 @@ impl Services {
                 "removed the targets of recovery requests that were never opened"
             );
         }
-        let signing: Vec<String> = self
+        let signing = self
             .store
-            .with(|connection| {
-                Ok(connection
-                    .prepare(
-                        "SELECT id FROM ceremonies WHERE kind = 'recovery' AND state = 'signing'",
-                    )?
-                    .query_map([], |row| row.get(0))?
-                    .collect::<Result<_, _>>()?)
+            .read(|tx| {
+                store::ceremonies::ids_in(
+                    tx,
+                    StoredKind::Recovery.as_str(),
+                    RecoveryState::Signing.as_str(),
+                )
             })
             .await?;
         for id in signing {
@@ -173,17 +157,11 @@ impl Services {
 
     async fn sign_recovery(&self, ceremony_id: &str) -> Result<(), CeremonyError> {
         let id = ceremony_id.to_owned();
-        let (summary, held) = self
+        let held = self
             .store
-            .with(move |connection| {
-                let summary = load_recovery(connection, &id)?;
-                let held: Vec<(String, Option<Vec<u8>>)> = connection
-                    .prepare("SELECT custodian, held_share FROM approvals WHERE ceremony_id = ?1 ORDER BY approved_at, custodian")?
-                    .query_map([&id], |row| Ok((row.get(0)?, row.get(1)?)))?
-                    .collect::<Result<_, _>>()?;
-                Ok((summary, held))
-            })
+            .read(move |tx| store::approvals::held_shares(tx, &id))
             .await?;
+        let summary = self.load_recovery(ceremony_id).await?;
         let summary = summary
             .ok_or_else(|| CeremonyError::not_found("recovery ceremony", ceremony_id, ""))?;
         if summary.state != RecoveryState::Signing {
@@ -193,7 +171,6 @@ impl Services {
             )));
         }
         let record = self.verified_record(&summary.key_id).await?;
-        let k = usize::from(record.threshold);
         let approvers: Vec<String> = summary
             .approvals
             .iter()
@@ -208,12 +185,46 @@ impl Services {
             )
             .await?;
 
-        // Release K held shares; each is checked against its commitment
-        // before anything is combined, naming the custodian whose share fails.
+        let released = self.release_held_shares(ceremony_id, &record, held).await?;
+        let key = self.unwrap_recovery_key(&record, released).await?;
+        let drill = CanonicalRequest::decode(&summary.canonical_request)
+            .map_err(|e| CeremonyError::Internal(format!("stored request: {e}")))?
+            .ceremony_kind
+            == CeremonyKind::Drill;
+        let signed = if drill {
+            self.sign_drill(&summary, &record, key).await
+        } else {
+            self.sign_targets(&summary, &record.public_key_spki, key)
+                .await
+        };
+        // The recovery key is destroyed whatever happened while signing.
+        let destroyed = self.hsm.destroy(key).await;
+        let (signed_count, artefact_size) = signed?;
+        destroyed?;
+
+        self.record_completion(ceremony_id, signed_count, artefact_size)
+            .await?;
+        self.recovery_runtime_ref()?.forget(ceremony_id);
+        Ok(())
+    }
+
+    /// Releases K held shares from the HSM, in approval order, each with the
+    /// salt and the commitment the key record holds for its custodian.
+    async fn release_held_shares(
+        &self,
+        ceremony_id: &str,
+        record: &KeyRecord,
+        held: Vec<store::approvals::HeldShare>,
+    ) -> Result<Vec<(Share, [u8; 32], [u8; 32])>, CeremonyError> {
+        let k = usize::from(record.threshold);
         let runtime = self.recovery_runtime_ref()?;
         let mut released = Vec::with_capacity(k);
-        for (custodian, share) in held.into_iter().take(k) {
-            let share = share.ok_or_else(|| {
+        for store::approvals::HeldShare {
+            custodian,
+            held_share,
+        } in held.into_iter().take(k)
+        {
+            let share = held_share.ok_or_else(|| {
                 CeremonyError::FailedPrecondition(format!(
                     "the held share of {custodian:?} was destroyed"
                 ))
@@ -240,6 +251,18 @@ impl Services {
             let salt: [u8; 32] = payload[33..65].try_into().expect("checked length");
             released.push((share, salt, entry.commitment));
         }
+        Ok(released)
+    }
+
+    /// Combines the released shares, each checked against its commitment
+    /// before anything is combined (naming the custodian whose share fails),
+    /// checks the KEK check value, and unwraps the recovery key in the HSM;
+    /// the KEK lives in the HSM only for the unwrap.
+    async fn unwrap_recovery_key(
+        &self,
+        record: &KeyRecord,
+        released: Vec<(Share, [u8; 32], [u8; 32])>,
+    ) -> Result<SigningKey, CeremonyError> {
         let committed: Vec<CommittedShare<'_>> = released
             .iter()
             .map(|(share, salt, commitment)| CommittedShare {
@@ -271,22 +294,17 @@ impl Services {
             .unwrap(kek_object, record.wrapped_key.clone())
             .await;
         self.hsm.destroy(kek_object).await?;
-        let key = unwrapped?;
-        let drill = CanonicalRequest::decode(&summary.canonical_request)
-            .map_err(|e| CeremonyError::Internal(format!("stored request: {e}")))?
-            .ceremony_kind
-            == CeremonyKind::Drill;
-        let signed = if drill {
-            self.sign_drill(&summary, &record, key).await
-        } else {
-            self.sign_targets(&summary, &record.public_key_spki, key)
-                .await
-        };
-        // The recovery key is destroyed whatever happened while signing.
-        let destroyed = self.hsm.destroy(key).await;
-        let (signed_count, artefact_size) = signed?;
-        destroyed?;
+        Ok(unwrapped?)
+    }
 
+    /// Completes the ceremony with its outcome, destroying the held shares,
+    /// in one audited transaction.
+    async fn record_completion(
+        &self,
+        ceremony_id: &str,
+        signed_count: u64,
+        artefact_size: u64,
+    ) -> Result<(), CeremonyError> {
         let event = Event::ok("rkmd", "recovery.complete")
             .subject(ceremony_id)
             .detail("signed_commands", signed_count.to_string())
@@ -295,23 +313,13 @@ impl Services {
             .detail("hsm_objects", "destroyed");
         let id = ceremony_id.to_owned();
         self.audit
-            .record_with(event, move |connection| {
-                connection
-                    .execute("UPDATE ceremonies SET state = 'completed', closed_at = ?2 WHERE id = ?1", params![id, now()])
-                    .map_err(crate::store::StoreError::from)?;
-                connection
-                    .execute(
-                        "UPDATE recoveries SET signed_count = ?2, artefact_size = ?3 WHERE ceremony_id = ?1",
-                        params![id, i64::try_from(signed_count).unwrap_or(i64::MAX), i64::try_from(artefact_size).unwrap_or(i64::MAX)],
-                    )
-                    .map_err(crate::store::StoreError::from)?;
-                connection
-                    .execute("UPDATE approvals SET held_share = NULL WHERE ceremony_id = ?1", [&id])
-                    .map_err(crate::store::StoreError::from)?;
-                Ok(())
+            .record_with(event, move |tx| {
+                transition(tx, &id, RecoveryState::Signing, RecoveryState::Completed)?;
+                store::recoveries::set_signed(tx, &id, signed_count, artefact_size)?;
+                store::approvals::destroy_held_shares(tx, &id)?;
+                Ok::<_, CeremonyError>(())
             })
             .await?;
-        runtime.forget(ceremony_id);
         Ok(())
     }
 
@@ -493,20 +501,13 @@ impl Services {
         tokio::task::JoinHandle<Result<(), CeremonyError>>,
     ) {
         let (pages, receiver) = mpsc::channel(PAGES_AHEAD);
-        let store = self.store.clone();
+        let targets = self.store.clone();
         let reader = tokio::spawn(async move {
             let mut from: i64 = 0;
             loop {
                 let id = ceremony_id.clone();
-                let page: TargetPage = store
-                    .with(move |connection| {
-                        Ok(connection
-                            .prepare_cached(
-                                "SELECT seq, device_id FROM recovery_targets WHERE ceremony_id = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
-                            )?
-                            .query_map(params![id, from, PAGE as i64], |row| Ok((row.get(0)?, row.get(1)?)))?
-                            .collect::<Result<_, _>>()?)
-                    })
+                let page: TargetPage = targets
+                    .read(move |tx| store::recoveries::targets_page(tx, &id, from, PAGE))
                     .await?;
                 let Some(&(last, _)) = page.last() else {
                     return Ok(());
@@ -554,17 +555,9 @@ impl Services {
             .await
             .map_err(|_| CeremonyError::Internal("the artefact writer stopped".to_owned()))?;
         if *signed / PROGRESS_EVERY != before / PROGRESS_EVERY {
-            let (id, count) = (
-                ceremony_id.to_owned(),
-                i64::try_from(*signed).unwrap_or(i64::MAX),
-            );
+            let (id, count) = (ceremony_id.to_owned(), *signed);
             self.store
-                .with(move |c| {
-                    Ok(c.execute(
-                        "UPDATE recoveries SET signed_count = ?2 WHERE ceremony_id = ?1",
-                        params![id, count],
-                    )?)
-                })
+                .transact(move |tx| store::recoveries::set_signed_count(tx, &id, count))
                 .await?;
         }
         Ok(())

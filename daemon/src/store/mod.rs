@@ -2,7 +2,13 @@
 //! migrations from day one, and one writer (one connection behind a lock, and
 //! an exclusive lock file so that a second rkmd cannot open the same state).
 
+pub mod approvals;
+pub mod ceremonies;
+pub mod custodians;
+pub mod keys;
 mod migrations;
+pub mod notices;
+pub mod recoveries;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -44,6 +50,48 @@ pub enum StoreError {
     Worker,
     #[error("invalid value for the store: {0}")]
     Invalid(String),
+}
+
+/// One transaction (or savepoint) of the store, handed to the typed
+/// functions of the record families; business code never sees the raw
+/// connection, so every statement lives in `store/`.
+pub struct Tx<'c> {
+    connection: &'c Connection,
+}
+
+impl<'c> Tx<'c> {
+    /// Wraps a connection that is inside a transaction or savepoint (the
+    /// audit writer's, or [`Store::transact`]'s).
+    pub(crate) fn new(connection: &'c Connection) -> Self {
+        Self { connection }
+    }
+
+    fn connection(&self) -> &Connection {
+        self.connection
+    }
+}
+
+/// Converts a count or index into SQLite's signed 64-bit integer, saturating.
+fn to_sql(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Converts a stored count back, reading a negative one as 0.
+fn from_sql(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or_default()
+}
+
+/// Inserts a `meta` value that must not exist yet (binding the database to
+/// its HSM at `rkmd init`).
+///
+/// # Errors
+/// SQLite fails, or the key exists.
+pub fn insert_meta(tx: &mut Tx<'_>, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    tx.connection().execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+        params![key, value],
+    )?;
+    Ok(())
 }
 
 /// Handle to the store; cheap to clone.
@@ -156,6 +204,38 @@ impl Store {
         })
         .await
         .map_err(|_| StoreError::Worker)?
+    }
+
+    /// Runs the read-only `work` on a blocking thread.
+    ///
+    /// # Errors
+    /// Whatever `work` returns, or [`StoreError::Worker`].
+    pub async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.with(move |connection| work(&Tx::new(connection)))
+            .await
+    }
+
+    /// Runs `work` in a transaction of its own, for writes that need no audit
+    /// entry (staged targets, nonces, progress): committed if it succeeds.
+    ///
+    /// # Errors
+    /// Whatever `work` returns, or SQLite fails to commit.
+    pub async fn transact<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.with(move |connection| {
+            let transaction = connection.transaction()?;
+            let value = work(&mut Tx::new(&transaction))?;
+            transaction.commit()?;
+            Ok(value)
+        })
+        .await
     }
 
     /// A value of the `meta` table.

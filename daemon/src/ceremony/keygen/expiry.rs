@@ -1,0 +1,108 @@
+//! The end of a key generation's receipt window: a step after it is refused,
+//! and the ceremony expires with its remaining envelopes deleted, so a share
+//! nobody confirmed in time is not left waiting in the store.
+
+use super::super::state::{CeremonyKind, CeremonyState};
+use super::super::{CeremonyError, Services, now};
+use crate::audit::Event;
+use crate::store;
+
+/// Whether a key generation in `state`, due at `expires_at`, takes no more
+/// steps at `now` (RFC 3339 UTC strings of one format compare as times).
+fn receipt_window_closed(state: CeremonyState, expires_at: &str, now: &str) -> bool {
+    state == CeremonyState::Expired || expires_at <= now
+}
+
+impl Services {
+    /// Refuses a step of a key generation ceremony whose receipt window has
+    /// passed (and expires it: its envelopes are deleted).
+    pub(super) async fn check_not_expired(&self, ceremony_id: &str) -> Result<(), CeremonyError> {
+        let id = ceremony_id.to_owned();
+        let status = self
+            .store
+            .read(move |tx| store::ceremonies::status(tx, &id))
+            .await?;
+        let state = CeremonyState::parse(&status.state)?;
+        if receipt_window_closed(state, &status.expires_at, &now()) {
+            self.expire_key_generations().await;
+            return Err(CeremonyError::FailedPrecondition(format!(
+                "the key generation ceremony {ceremony_id} expired at {}; run a new key generation ceremony",
+                status.expires_at
+            )));
+        }
+        Ok(())
+    }
+
+    /// Expires key generation ceremonies whose receipt window has passed:
+    /// their remaining envelopes are deleted and the key stays unusable.
+    pub async fn expire_key_generations(&self) {
+        let current = now();
+        let due = match self
+            .store
+            .read(move |tx| {
+                store::ceremonies::due(
+                    tx,
+                    CeremonyKind::KeyGeneration.as_str(),
+                    CeremonyState::AwaitingReceipts.as_str(),
+                    &current,
+                )
+            })
+            .await
+        {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::error!(%error, "could not look for expired key generation ceremonies");
+                return;
+            }
+        };
+        for ceremony in due {
+            let key_id = ceremony.subject;
+            let event = Event::ok("rkmd", "ceremony.expire")
+                .subject(ceremony.id.clone())
+                .detail("key_id", key_id.clone())
+                .detail("envelopes", "deleted");
+            let closed = self
+                .close_ceremony(
+                    event,
+                    &ceremony.id,
+                    CeremonyState::AwaitingReceipts,
+                    CeremonyState::Expired,
+                    move |tx, _| store::keys::delete_envelopes(tx, &key_id),
+                )
+                .await;
+            if let Err(error) = closed {
+                tracing::error!(%error, "could not expire a key generation ceremony");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipt_window_closes_at_its_deadline_or_once_expired() {
+        let open = CeremonyState::AwaitingReceipts;
+        assert!(!receipt_window_closed(
+            open,
+            "2026-12-09T10:00:00Z",
+            "2026-12-02T10:00:00Z"
+        ));
+        assert!(receipt_window_closed(
+            open,
+            "2026-12-02T10:00:00Z",
+            "2026-12-02T10:00:00Z"
+        ));
+        assert!(receipt_window_closed(
+            open,
+            "2026-12-01T10:00:00Z",
+            "2026-12-02T10:00:00Z"
+        ));
+        assert!(receipt_window_closed(
+            CeremonyState::Expired,
+            "2026-12-09T10:00:00Z",
+            "2026-12-02T10:00:00Z"
+        ));
+    }
+}
