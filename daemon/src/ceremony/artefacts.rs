@@ -2,7 +2,9 @@
 //! which states have an artefact, where a collector that already holds some
 //! bytes resumes, and waiting for more. Nothing polls: the signer wakes the
 //! collectors of its ceremony each time its writer flushes bytes to the file,
-//! and once more when the ceremony completes or fails.
+//! and once more when the ceremony completes or fails. Only that last wake
+//! sends a collector to the store; a flush only sends it to the file, so
+//! collectors cost the signer nothing however often it flushes.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,37 +31,52 @@ pub struct ArtefactChunk {
     pub complete_size: Option<u64>,
 }
 
+/// How many times a ceremony's state changed while someone was collecting
+/// it; a wake that leaves it as it was is a flush.
+type StateChanges = u64;
+
 /// Per-ceremony wake-ups for the collectors waiting on an artefact that is
 /// being written. Cheap to clone; a ceremony nobody collects costs nothing.
 #[derive(Debug, Default, Clone)]
 pub struct ArtefactWakeups {
-    waiting: Arc<Mutex<HashMap<String, watch::Sender<()>>>>,
+    waiting: Arc<Mutex<HashMap<String, watch::Sender<StateChanges>>>>,
 }
 
 impl ArtefactWakeups {
     /// A receiver that sees every wake of `ceremony_id` from now on.
-    fn subscribe(&self, ceremony_id: &str) -> watch::Receiver<()> {
+    fn subscribe(&self, ceremony_id: &str) -> watch::Receiver<StateChanges> {
         let mut waiting = self.lock();
         // Ceremonies whose collectors have all gone away need no sender.
         waiting.retain(|_, sender| sender.receiver_count() > 0);
         waiting
             .entry(ceremony_id.to_owned())
-            .or_insert_with(|| watch::channel(()).0)
+            .or_insert_with(|| watch::channel(0).0)
             .subscribe()
     }
 
-    /// Wakes every collector of `ceremony_id`. Safe to call from the
-    /// artefact writer's blocking thread.
-    fn wake(&self, ceremony_id: &str) {
+    /// Wakes every collector of `ceremony_id` to read the bytes just flushed.
+    /// Safe to call from the artefact writer's blocking thread.
+    fn flushed(&self, ceremony_id: &str) {
+        self.wake(ceremony_id, |_| {});
+    }
+
+    /// Wakes every collector of `ceremony_id` to look at its state again.
+    fn state_changed(&self, ceremony_id: &str) {
+        self.wake(ceremony_id, |changes| *changes += 1);
+    }
+
+    fn wake(&self, ceremony_id: &str, change: impl FnOnce(&mut StateChanges)) {
         let mut waiting = self.lock();
         if let Some(sender) = waiting.get(ceremony_id) {
-            if sender.send(()).is_err() {
+            if sender.receiver_count() == 0 {
                 waiting.remove(ceremony_id);
+            } else {
+                sender.send_modify(change);
             }
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, watch::Sender<()>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, watch::Sender<StateChanges>>> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -103,8 +120,12 @@ impl Services {
                 )));
             }
         }
+        let seen_state_changes = *wake.borrow();
         let collector = Collector {
             path: self.artefact_path(&summary.ceremony_id)?,
+            seen_state_changes,
+            state_to_check: true,
+            complete_size: None,
             services: self.clone(),
             ceremony_id: summary.ceremony_id,
             offset: held_bytes,
@@ -133,7 +154,7 @@ impl Services {
         let ceremony_id = ceremony_id.to_owned();
         move || {
             if let Some(wakeups) = &wakeups {
-                wakeups.wake(&ceremony_id);
+                wakeups.flushed(&ceremony_id);
             }
         }
     }
@@ -142,7 +163,7 @@ impl Services {
     /// read the rest of a completed bundle or learn why signing failed.
     pub(super) fn wake_artefact_collectors(&self, ceremony_id: &str) {
         if let Some(runtime) = self.recovery.as_deref() {
-            runtime.artefact_wakeups.wake(ceremony_id);
+            runtime.artefact_wakeups.state_changed(ceremony_id);
         }
     }
 
@@ -166,7 +187,13 @@ struct Collector {
     /// The header digest the collector sent with the bytes it holds, until
     /// it has been compared with the artefact's.
     unchecked_header: Option<Vec<u8>>,
-    wake: watch::Receiver<()>,
+    wake: watch::Receiver<StateChanges>,
+    /// The state changes seen by the last wait.
+    seen_state_changes: StateChanges,
+    /// Whether the state may have changed since the store was last asked.
+    state_to_check: bool,
+    /// The bundle's size, once the store said the ceremony completed.
+    complete_size: Option<u64>,
     buffer: Vec<u8>,
 }
 
@@ -178,19 +205,25 @@ impl Collector {
             self.offset = self.resume_offset(&held_header).await?;
         }
         loop {
-            let summary = self.services.get_recovery(self.ceremony_id.clone()).await?;
-            if matches!(
-                summary.state,
-                RecoveryState::Failed | RecoveryState::Cancelled | RecoveryState::Expired
-            ) {
-                return Err(CeremonyError::FailedPrecondition(format!(
-                    "signing failed: {}",
-                    summary.failure
-                )));
+            if self.state_to_check {
+                self.state_to_check = false;
+                let summary = self.services.get_recovery(self.ceremony_id.clone()).await?;
+                if matches!(
+                    summary.state,
+                    RecoveryState::Failed | RecoveryState::Cancelled | RecoveryState::Expired
+                ) {
+                    return Err(CeremonyError::FailedPrecondition(format!(
+                        "signing failed: {}",
+                        summary.failure
+                    )));
+                }
+                if summary.state == RecoveryState::Completed {
+                    self.complete_size = Some(summary.artefact_size);
+                }
             }
             // Read after the state: bytes a completed ceremony wrote are all
             // on disk before its state says so.
-            let complete = summary.state == RecoveryState::Completed;
+            let complete = self.complete_size.is_some();
             let read = match read_at(&self.path, self.offset, &mut self.buffer).await {
                 Ok(read) => read,
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound && !complete => 0,
@@ -200,7 +233,7 @@ impl Collector {
                 let chunk = ArtefactChunk {
                     offset: self.offset,
                     data: self.buffer[..read].to_vec(),
-                    complete_size: complete.then_some(summary.artefact_size),
+                    complete_size: self.complete_size,
                 };
                 self.offset += read as u64;
                 return Ok(Some(chunk));
@@ -239,6 +272,8 @@ impl Collector {
                 return Ok(0);
             }
             self.wait_for_signer().await?;
+            // The stream asks the store again either way.
+            self.state_to_check = true;
         }
     }
 
@@ -247,7 +282,13 @@ impl Collector {
     async fn wait_for_signer(&mut self) -> Result<(), CeremonyError> {
         self.wake.changed().await.map_err(|_| {
             CeremonyError::Internal("the artefact wake-ups stopped: rkmd is stopping".to_owned())
-        })
+        })?;
+        let state_changes = *self.wake.borrow_and_update();
+        if state_changes != self.seen_state_changes {
+            self.seen_state_changes = state_changes;
+            self.state_to_check = true;
+        }
+        Ok(())
     }
 }
 
@@ -285,10 +326,17 @@ mod tests {
         let mut collector = wakeups.subscribe("cer-1");
         assert!(!collector.has_changed().unwrap(), "nothing happened yet");
         // The signer flushes between the collector's read and its wait.
-        wakeups.wake("cer-1");
+        wakeups.flushed("cer-1");
         assert!(collector.has_changed().unwrap());
-        collector.mark_unchanged();
-        wakeups.wake("cer-2");
+        assert_eq!(
+            *collector.borrow_and_update(),
+            0,
+            "a flush is no change of state"
+        );
+        wakeups.state_changed("cer-1");
+        assert!(collector.has_changed().unwrap());
+        assert_eq!(*collector.borrow_and_update(), 1);
+        wakeups.state_changed("cer-2");
         assert!(
             !collector.has_changed().unwrap(),
             "another ceremony's flush does not wake this collector"
@@ -300,10 +348,10 @@ mod tests {
         let wakeups = ArtefactWakeups::default();
         let first = wakeups.subscribe("cer-1");
         let second = wakeups.subscribe("cer-1");
-        wakeups.wake("cer-1");
+        wakeups.flushed("cer-1");
         assert!(first.has_changed().unwrap() && second.has_changed().unwrap());
         drop((first, second));
-        wakeups.wake("cer-1");
+        wakeups.flushed("cer-1");
         assert!(wakeups.lock().is_empty(), "no sender is kept for nobody");
         let _other = wakeups.subscribe("cer-2");
         assert_eq!(wakeups.lock().len(), 1);
