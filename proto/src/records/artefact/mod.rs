@@ -28,18 +28,20 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
-use crate::approval::{Approval, ApprovalError, approvals_digest, verify_approvals};
-use crate::audit_entry::{AuditEntry, Outcome};
-use crate::checkpoint::{CheckpointError, VerifierKey, open_signed_checkpoint};
-use crate::command::{CommandError, CommandVerifier, normalize_signature};
+use crate::encoding::field::{FieldError, invalid};
+use crate::encoding::hex::lower_hex;
+use crate::encoding::text::excerpt;
+use crate::log::audit_entry::{AuditEntry, Outcome};
+use crate::log::checkpoint::{CheckpointError, VerifierKey, open_signed_checkpoint};
+use crate::records::approval::{Approval, ApprovalError, approvals_digest, verify_approvals};
+use crate::records::command::{CommandError, CommandVerifier, normalize_signature};
 use signatures::SignatureCheck;
 
 mod signatures;
-use crate::key_record::{KeyRecord, MAX_LABEL_LEN};
-use crate::merkle::{Hash, ProofError, leaf_hash, verify_inclusion};
-use crate::recovery_request::{
-    CanonicalRequest, CeremonyKind, RequestError, TargetsDigest, TargetsHasher, excerpt,
-    request_digest,
+use crate::log::merkle::{Hash, ProofError, leaf_hash, verify_inclusion};
+use crate::records::key_record::{KeyRecord, MAX_LABEL_LEN};
+use crate::records::recovery_request::{
+    CanonicalRequest, CeremonyKind, RequestError, TargetsDigest, TargetsHasher, request_digest,
 };
 
 /// The first line of every bundle.
@@ -88,7 +90,7 @@ pub const ISSUE_ACTION_RECOVERY: &str = "recovery.issue";
 /// Action of the audit entry that issues a drill's artefact.
 pub const ISSUE_ACTION_DRILL: &str = "drill.issue";
 /// Detail of a drill's issuing entry: the drill signature (hex r‖s) over
-/// [`crate::command::drill_challenge_digest`].
+/// [`crate::records::command::drill_challenge_digest`].
 pub const DETAIL_DRILL_SIGNATURE: &str = "drill_signature";
 /// Detail of the issuing entry: hex request digest.
 pub const DETAIL_REQUEST_DIGEST: &str = "request_digest";
@@ -236,7 +238,7 @@ pub enum HeaderError {
     #[error("the issuing audit entry is not proven in the checkpoint: {0}")]
     Inclusion(ProofError),
     /// The issuing entry does not decode (the
-    /// [`crate::audit_entry::EntryError`], as text).
+    /// [`crate::log::audit_entry::EntryError`], as text).
     #[error("the issuing audit entry is invalid: {0}")]
     Entry(String),
     /// A drill's issuing entry lacks a drill signature that verifies.
@@ -254,18 +256,13 @@ pub enum HeaderError {
     },
 }
 
-fn invalid(field: &'static str, reason: impl Into<String>) -> HeaderError {
-    HeaderError::InvalidField {
-        field,
-        reason: reason.into(),
+impl FieldError for HeaderError {
+    fn invalid_field(field: &'static str, reason: String) -> Self {
+        HeaderError::InvalidField { field, reason }
     }
-}
-
-fn lower_hex(field: &'static str, value: &str) -> Result<Vec<u8>, HeaderError> {
-    if value.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err(HeaderError::NotCanonical);
+    fn not_canonical() -> Self {
+        HeaderError::NotCanonical
     }
-    hex::decode(value).map_err(|e| invalid(field, format!("it is not hex ({e})")))
 }
 
 fn lower_hex_array<const N: usize>(
@@ -504,7 +501,7 @@ impl ArtefactHeader {
                 .ok_or_else(|| HeaderError::DrillSignature("it is missing".to_owned()))?;
             hex::decode_to_slice(text, &mut signature)
                 .map_err(|_| HeaderError::DrillSignature("it is not 128 hex digits".to_owned()))?;
-            crate::command::verify_drill_signature(
+            crate::records::command::verify_drill_signature(
                 record,
                 &self.request_digest,
                 &self.ceremony_id,
@@ -771,12 +768,12 @@ fn canonical_u64(text: &str) -> Option<u64> {
 /// Verifies a bundle, streaming, in memory bounded by the largest header
 /// and independent of the number of commands, with nothing but the bundle,
 /// the key record (already verified with the audit key,
-/// [`crate::key_record::SignedKeyRecord::verify`]) and the trusted audit key:
+/// [`crate::records::key_record::SignedKeyRecord::verify`]) and the trusted audit key:
 ///
 /// 1. line 1 is [`ARTEFACT_MAGIC`]; line 2 the header, which passes
 ///    [`ArtefactHeader::verify`];
 /// 2. every S line: sequence consecutive from 0, device id valid, ECDSA P-256
-///    low-S signature over [`crate::command::command_digest`] with the record's public key;
+///    low-S signature over [`crate::records::command::command_digest`] with the record's public key;
 /// 3. the end line: count = header's target count = S lines seen, the device
 ///    ids in order hash to the approved target digest, nothing follows; a
 ///    missing end line is truncation.

@@ -29,11 +29,12 @@ use std::io::{self, BufRead, Read as _, Write};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::audit_entry::{AuditEntry, MAX_ENTRY_LEN};
-use crate::checkpoint::{
+use crate::encoding::text;
+use crate::log::audit_entry::{AuditEntry, MAX_ENTRY_LEN};
+use crate::log::checkpoint::{
     Checkpoint, CheckpointError, SignedNote, VerifierKey, open_signed_checkpoint,
 };
-use crate::merkle::{Frontier, Hash, leaf_hash};
+use crate::log::merkle::{Frontier, Hash, leaf_hash};
 
 /// The first line of a version-1 audit file.
 pub const HEADER: &str = "rkm-audit-log v1";
@@ -45,15 +46,13 @@ const ORIGIN_PREFIX: &str = "origin ";
 const AUDIT_KEY_PREFIX: &str = "audit-key ";
 
 /// Longest line read from an untrusted file: the base64 of the largest note
-/// accepted ([`crate::checkpoint::MAX_NOTE_LEN`]) with room to spare. No line
+/// accepted ([`crate::log::checkpoint::MAX_NOTE_LEN`]) with room to spare. No line
 /// makes the reader hold more than this.
 pub const MAX_LINE_LEN: usize = 2 << 20;
 /// Longest entry line: tag, 20 index digits, two spaces, the largest entry.
 const MAX_ENTRY_LINE_LEN: usize = MAX_ENTRY_LEN + 32;
 /// How many records pass between two progress reports.
 const PROGRESS_EVERY: u64 = 4096;
-/// Longest excerpt of untrusted text quoted in an error message.
-const EXCERPT_CHARS: usize = 80;
 
 /// Why an audit file was refused, or could not be read. Every variant but
 /// [`AuditFileError::Io`] means the file does not verify; each names the line
@@ -365,13 +364,9 @@ impl std::fmt::Display for Diagnosis {
     }
 }
 
-/// At most [`EXCERPT_CHARS`] characters of untrusted bytes, for messages.
+/// An escaped excerpt of untrusted bytes, for messages.
 fn excerpt(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    match text.char_indices().nth(EXCERPT_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.into_owned(),
-    }
+    text::excerpt(&String::from_utf8_lossy(bytes))
 }
 
 /// The header of an audit file, as written (not yet trusted).
@@ -1150,9 +1145,9 @@ mod tests {
     use ed25519_dalek::{Signer as _, SigningKey};
 
     use super::*;
-    use crate::audit_entry::{ENTRY_VERSION, Outcome};
-    use crate::checkpoint::{format_signed_note, signed_message};
-    use crate::fingerprint::signed_note_verifier_key;
+    use crate::encoding::fingerprint::signed_note_verifier_key;
+    use crate::log::audit_entry::{ENTRY_VERSION, Outcome};
+    use crate::log::checkpoint::{format_signed_note, signed_message};
 
     const ORIGIN: &str = "rkm.test/audit";
 
@@ -1269,7 +1264,10 @@ mod tests {
             Some("2026-01-01T00:00:09.000Z")
         );
         let leaves: Vec<Hash> = (0..10).map(|i| leaf_hash(&entry(i))).collect();
-        assert_eq!(summary.root, crate::merkle::root_from_leaf_hashes(&leaves));
+        assert_eq!(
+            summary.root,
+            crate::log::merkle::root_from_leaf_hashes(&leaves)
+        );
         assert_eq!(summary.bytes, text.len() as u64);
         assert_eq!(summary.lines, 3 + 10 + 3);
     }
@@ -1562,7 +1560,7 @@ mod tests {
     fn checkpoint_signed_by_another_key_is_refused() {
         let mut lines = lines(&log(4, 4));
         let leaves: Vec<Hash> = (0..4).map(|i| leaf_hash(&entry(i))).collect();
-        let root = crate::merkle::root_from_leaf_hashes(&leaves);
+        let root = crate::log::merkle::root_from_leaf_hashes(&leaves);
         let last = lines.len() - 1;
         lines[last] = format!("C {}", STANDARD.encode(sign(4, root, 9)));
         let error = check(&join(&lines)).unwrap_err();
