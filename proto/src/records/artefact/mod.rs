@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::encoding::field::{FieldError, invalid};
 use crate::encoding::hex::lower_hex;
 use crate::encoding::text::excerpt;
-use crate::log::audit_entry::{AuditEntry, Outcome};
+use crate::log::audit_entry::{AuditEntry, Outcome, action};
 use crate::log::checkpoint::{CheckpointError, VerifierKey, open_signed_checkpoint};
 use crate::records::approval::{Approval, ApprovalError, approvals_digest, verify_approvals};
 use crate::records::command::{CommandError, CommandVerifier, normalize_signature};
@@ -85,10 +85,12 @@ pub fn header_lines_digest(input: impl BufRead) -> io::Result<Option<[u8; 32]>> 
 /// Most inclusion proof hashes (a tree of 2^64 leaves needs 64).
 const MAX_PROOF_LEN: usize = 64;
 
-/// Action of the audit entry that issues a recovery's artefact.
-pub const ISSUE_ACTION_RECOVERY: &str = "recovery.issue";
-/// Action of the audit entry that issues a drill's artefact.
-pub const ISSUE_ACTION_DRILL: &str = "drill.issue";
+/// Action of the audit entry that issues a recovery's artefact (an alias of
+/// [`action::RECOVERY_ISSUE`], kept for one release).
+pub const ISSUE_ACTION_RECOVERY: &str = action::RECOVERY_ISSUE;
+/// Action of the audit entry that issues a drill's artefact (an alias of
+/// [`action::DRILL_ISSUE`], kept for one release).
+pub const ISSUE_ACTION_DRILL: &str = action::DRILL_ISSUE;
 /// Detail of a drill's issuing entry: the drill signature (hex r‖s) over
 /// [`crate::records::command::drill_challenge_digest`].
 pub const DETAIL_DRILL_SIGNATURE: &str = "drill_signature";
