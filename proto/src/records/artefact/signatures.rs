@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError, mpsc};
 
-use super::{ArtefactError, CommandProblem};
+use super::error::{ArtefactError, CommandProblem};
 use crate::encoding::text::excerpt;
 use crate::records::command::CommandVerifier;
 
