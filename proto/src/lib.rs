@@ -1,28 +1,21 @@
 //! rkm's wire types (generated from `rkm/v1/*.proto`) and the pure code that
-//! the daemon and the client share: encodings, fingerprints and, as the
-//! product grows, signature and proof verification. No I/O, no HSM.
+//! the daemon and the client share: encodings, fingerprints, signature and
+//! proof verification. No I/O, no HSM.
 
 #![forbid(unsafe_code)]
 
-pub mod audit_entry;
-pub mod audit_file;
-pub mod checkpoint;
-pub mod fingerprint;
-pub mod merkle;
+pub mod encoding;
+pub mod log;
+pub mod records;
+pub mod sharing;
 
-pub mod approval;
-pub mod artefact;
-pub mod command;
-pub mod commitment;
-pub mod custodian_card;
-pub mod envelope;
-pub mod identity;
-pub mod kek_check;
-pub mod key_record;
-pub mod messages;
-pub mod recovery_request;
-pub mod secret;
-pub mod shamir;
+// The flat paths of before the folders (`rkm_proto::key_record::…`), kept for
+// one release so the daemon and the client can move to the new paths at their
+// own pace.
+pub use encoding::fingerprint;
+pub use log::{audit_entry, audit_file, checkpoint, merkle};
+pub use records::{approval, artefact, command, custodian_card, key_record, recovery_request};
+pub use sharing::{commitment, envelope, identity, kek_check, messages, secret, shamir};
 
 /// Generated protobuf messages and gRPC stubs of package `rkm.v1`.
 #[allow(clippy::all, missing_docs)]

@@ -388,3 +388,33 @@ fn verify_custodian_signature_refuses_bad_lengths_and_keys() {
         Err(SignatureError::InvalidPublicKey { .. })
     ));
 }
+
+/// Known answer of the possession-key derivation, computed outside rkm with
+/// Python 3 `hashlib` and `cryptography` 48.0.0:
+///
+/// ```text
+/// pre  = b"rkm/v1/share-possession\0" + b"rk-0123456789abcdef" + b"\0"
+///        + bytes([5]) + bytes([0x11]*32) + bytes([0x22]*32)
+/// seed = hashlib.sha256(pre).digest()
+///      = 562b7759352b5ba4535258f5a9efe4dd040aa4a9186382491b4b6e6c0df0b59b
+/// key  = Ed25519PrivateKey.from_private_bytes(seed)
+/// key.public_key() (raw) and key.sign(b"receipt") as below
+/// ```
+///
+/// Ed25519 signatures are deterministic (RFC 8032 §5.1.6), so the proof is a
+/// known answer too.
+#[test]
+fn possession_key_derivation_matches_an_independent_computation() {
+    let share = rkm_proto::secret::Share::new(5, &[0x11; 32]).unwrap();
+    let key =
+        rkm_proto::commitment::PossessionKey::derive("rk-0123456789abcdef", &share, &[0x22; 32]);
+    assert_eq!(
+        hex::encode(key.public_key()),
+        "da2a2dcd2c90c2b92efad1bf4d2564f70595cd6982ef9a49bd76c8d031854b5b"
+    );
+    assert_eq!(
+        hex::encode(key.prove(b"receipt")),
+        "9afb5242d486261ac36b76bf715aa3b1f1cb3d1a150afbf67f921a366af5e275\
+         4f52cff5a34d21add87a820fb6666e3de0ce60fd0723ab4079e63ff9aff13c01"
+    );
+}

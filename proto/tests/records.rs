@@ -463,3 +463,48 @@ fn custodian_card_parse_refuses_altered_or_invalid_cards() {
         Err(CardError::TooLarge { .. })
     ));
 }
+
+/// The hiding characters of the one text rule: a right-to-left override and
+/// a zero-width space.
+const HIDING: [char; 2] = ['\u{202e}', '\u{200b}'];
+
+#[test]
+fn key_record_shown_fields_refuse_bidi_override_and_zero_width_space() {
+    for c in HIDING {
+        let hidden = format!("fleet{c}-rk");
+        for (field, set) in [
+            (
+                "label",
+                (|r: &mut KeyRecord, v: &str| r.label = v.into()) as fn(&mut KeyRecord, &str),
+            ),
+            ("ceremony_id", |r, v| r.ceremony_id = v.into()),
+        ] {
+            let mut r = record(3, 5);
+            set(&mut r, &hidden);
+            match r.validate() {
+                Err(KeyRecordError::InvalidField { field: f, reason }) => {
+                    assert_eq!(f, field);
+                    assert!(
+                        reason.contains(&format!("U+{:04X}", u32::from(c))),
+                        "{reason}"
+                    );
+                }
+                other => panic!("{field} U+{:04X}: {other:?}", u32::from(c)),
+            }
+        }
+        let mut r = record(3, 5);
+        r.custodians[0].name = format!("ali{c}ce");
+        let error = r.validate().unwrap_err().to_string();
+        assert!(error.contains("name"), "{error}");
+    }
+}
+
+#[test]
+fn custodian_card_name_refuses_bidi_override_and_zero_width_space() {
+    for c in HIDING {
+        assert!(matches!(
+            rkm_proto::custodian_card::validate_custodian_name(&format!("ali{c}ce")),
+            Err(CardError::InvalidName { .. })
+        ));
+    }
+}

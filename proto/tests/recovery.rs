@@ -1092,3 +1092,43 @@ fn approvals_time_must_be_rfc3339() {
     let before = approvals_digest(&[fix.approval(0, CEREMONY_ID, &digest)]);
     assert_ne!(before, approvals_digest(&[approval]));
 }
+
+#[test]
+fn request_shown_fields_refuse_bidi_override_and_zero_width_space() {
+    for c in ['\u{202e}', '\u{200b}'] {
+        let code = format!("U+{:04X}", u32::from(c));
+        for (field, from, to) in [
+            (
+                "reason",
+                "reason = \"Issuing CA key compromised (INC-4711)\"",
+                format!("reason = \"Issuing CA key{c} compromised\""),
+            ),
+            (
+                "incident",
+                "incident = \"INC-4711\"",
+                format!("incident = \"INC{c}-4711\""),
+            ),
+        ] {
+            let (f, why) = invalid_field(edited(from, &to));
+            assert_eq!(f, field);
+            assert!(why.contains(&code), "{why}");
+        }
+        let base = example_toml();
+        let head = &base[..base.find("[command]").unwrap()];
+        let revoke = format!(
+            "{head}[command]\nkind = \"revoke-certificate\"\nissuer = \"CN=Issuing{c} CA\"\nserial = \"0a\"\n"
+        );
+        let (f, why) = invalid_field(parse(&revoke));
+        assert_eq!(f, "command.issuer");
+        assert!(why.contains(&code), "{why}");
+        let custom = format!(
+            "{head}[command]\nkind = \"custom\"\ntype = \"set{c}-clock\"\npayload = \"\"\n"
+        );
+        assert_eq!(invalid_field(parse(&custom)).0, "command.type");
+        let targets = format!("targets = [\"meter{c}-1\"]");
+        assert!(matches!(
+            edited("targets = [\"meter-000001\", \"meter-000002\"]", &targets),
+            Err(RequestError::InvalidTarget { index: 0, .. })
+        ));
+    }
+}

@@ -8,11 +8,13 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
 use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
 
 use ed25519_dalek::{Signer as _, SigningKey};
 use rkm_proto::audit_entry::{AuditEntry, ENTRY_VERSION, Outcome};
 use rkm_proto::audit_file::AuditFileWriter;
 use rkm_proto::checkpoint::{Checkpoint, VerifierKey, format_signed_note, signed_message};
+use rkm_proto::encoding::time::format_rfc3339_millis;
 use rkm_proto::merkle::{Frontier, leaf_hash};
 
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -39,25 +41,10 @@ pub fn entry(index: u64) -> AuditEntry {
     ];
     let seconds = 1_790_000_000 + index / 10;
     let millis = (index % 10) * 100;
-    let (days, rest) = (seconds / 86_400, seconds % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let time = UNIX_EPOCH + Duration::from_millis(seconds * 1000 + millis);
     AuditEntry {
         v: ENTRY_VERSION,
-        time: format!(
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-            rest / 3600,
-            rest / 60 % 60,
-            rest % 60
-        ),
+        time: format_rfc3339_millis(time),
         actor: format!("custodian-{}", index % 7),
         action: ACTIONS[(index % 6) as usize].to_owned(),
         subject: format!("cer-{:08x}", index / 50),

@@ -6,7 +6,7 @@
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::secret::Share;
+use crate::sharing::secret::Share;
 
 /// Domain label that starts every commitment preimage.
 pub const SHARE_COMMITMENT_LABEL: &[u8] = b"rkm/v1/share-commitment\0";
@@ -86,7 +86,7 @@ impl std::fmt::Debug for PossessionKey {
 /// Whether `proof` is [`PossessionKey::prove`] of `message` by the key whose
 /// public half is `public_key`.
 pub fn possession_proof_matches(public_key: &[u8; 32], message: &[u8], proof: &[u8]) -> bool {
-    crate::messages::verify_custodian_signature(public_key, message, proof).is_ok()
+    crate::sharing::messages::verify_custodian_signature(public_key, message, proof).is_ok()
 }
 
 /// Whether `share` and `salt` give the `expected` commitment for `key_id`,

@@ -8,7 +8,8 @@ use std::str::FromStr;
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
-use crate::fingerprint::fingerprint;
+use crate::encoding::fingerprint::fingerprint;
+use crate::encoding::hex::decode_hex32;
 
 /// Version tag of the card format.
 pub const CARD_VERSION: u32 = 1;
@@ -252,19 +253,6 @@ impl CustodianCard {
     }
 }
 
-/// Decodes exactly 64 lowercase hex digits.
-pub(crate) fn decode_hex32(text: &str) -> Option<[u8; 32]> {
-    decode_lower_hex(text)?.try_into().ok()
-}
-
-/// Decodes lowercase hex only (the canonical spelling of every rkm record).
-pub(crate) fn decode_lower_hex(text: &str) -> Option<Vec<u8>> {
-    if text.bytes().any(|b| b.is_ascii_uppercase()) {
-        return None;
-    }
-    hex::decode(text).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,12 +275,5 @@ mod tests {
         ] {
             assert!(validate_custodian_name(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn hex_decoding_is_lowercase_only() {
-        assert_eq!(decode_lower_hex("00ff"), Some(vec![0, 255]));
-        assert_eq!(decode_lower_hex("00FF"), None);
-        assert_eq!(decode_hex32(&"ab".repeat(31)), None);
     }
 }

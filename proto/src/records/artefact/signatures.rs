@@ -12,9 +12,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError, mpsc};
 
-use super::{ArtefactError, CommandProblem};
-use crate::command::CommandVerifier;
-use crate::recovery_request::excerpt;
+use super::error::{ArtefactError, CommandProblem};
+use crate::encoding::text::excerpt;
+use crate::records::command::CommandVerifier;
 
 /// S lines per hand-off to a thread: the hand-off is noise next to this many
 /// verifications.

@@ -12,8 +12,8 @@ use ed25519_dalek::{Signer, SigningKey};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use crate::custodian_card::{CardError, CustodianCard, validate_custodian_name};
-use crate::envelope::wire::{Reader, Writer};
+use crate::encoding::wire::{Reader, Writer};
+use crate::records::custodian_card::{CardError, CustodianCard, validate_custodian_name};
 
 /// Magic bytes that open the decrypted identity payload.
 const IDENTITY_MAGIC: &[u8; 8] = b"RKMIDENT";
@@ -145,7 +145,7 @@ impl CustodianIdentity {
     }
 
     /// Ed25519 signature (RFC 8032) over `message`, which should come from
-    /// [`crate::messages`] so it is domain-separated.
+    /// [`crate::sharing::messages`] so it is domain-separated.
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.signing.sign(message).to_bytes()
     }

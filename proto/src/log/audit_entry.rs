@@ -107,6 +107,98 @@ impl AuditEntry {
     }
 }
 
+/// Every `action` an audit entry can name, one constant each, so the daemon
+/// writes, the client filters and an auditor reads one vocabulary. An entry's
+/// `outcome` says whether the action succeeded or was refused.
+pub mod action {
+    /// An operator's free-text note added to the log.
+    pub const AUDIT_NOTE: &str = "audit.note";
+    /// A key-generation ceremony was opened.
+    pub const CEREMONY_OPEN: &str = "ceremony.open";
+    /// A key-generation ceremony completed: every custodian holds a share.
+    pub const CEREMONY_COMPLETE: &str = "ceremony.complete";
+    /// A key-generation ceremony ran out of time before it completed.
+    pub const CEREMONY_EXPIRE: &str = "ceremony.expire";
+    /// A key-generation ceremony failed and was closed.
+    pub const CEREMONY_FAIL: &str = "ceremony.fail";
+    /// A custodian was enrolled from their card.
+    pub const CUSTODIAN_ENROL: &str = "custodian.enrol";
+    /// A custodian was disabled.
+    pub const CUSTODIAN_DISABLE: &str = "custodian.disable";
+    /// rkmd initialised a new store and audit log.
+    pub const DAEMON_INIT: &str = "daemon.init";
+    /// rkmd started and verified its log against the token's checkpoint.
+    pub const DAEMON_START: &str = "daemon.start";
+    /// rkmd stopped.
+    pub const DAEMON_STOP: &str = "daemon.stop";
+    /// A drill ceremony signed its challenge (the drill's issuing entry).
+    pub const DRILL_ISSUE: &str = "drill.issue";
+    /// A custodian fetched their share envelope.
+    pub const ENVELOPE_FETCH: &str = "envelope.fetch";
+    /// A recovery key was generated, wrapped and split.
+    pub const KEY_CREATE: &str = "key.create";
+    /// A key record was imported from another rkm.
+    pub const KEY_IMPORT: &str = "key.import";
+    /// A custodian acknowledged a notice.
+    pub const NOTICE_ACK: &str = "notice.ack";
+    /// A notice was sent to custodians.
+    pub const NOTICE_SEND: &str = "notice.send";
+    /// A recovery or drill ceremony was opened for a request.
+    pub const RECOVERY_OPEN: &str = "recovery.open";
+    /// A custodian approved a recovery request and submitted their share.
+    pub const RECOVERY_APPROVE: &str = "recovery.approve";
+    /// Approvals reached the threshold; signing starts.
+    pub const RECOVERY_QUORUM: &str = "recovery.quorum";
+    /// A recovery ceremony signed its commands (the artefact's issuing entry).
+    pub const RECOVERY_ISSUE: &str = "recovery.issue";
+    /// A recovery ceremony completed: the artefact is written, the key destroyed.
+    pub const RECOVERY_COMPLETE: &str = "recovery.complete";
+    /// Signing of an interrupted recovery resumed after a restart.
+    pub const RECOVERY_RESUME: &str = "recovery.resume";
+    /// A recovery ceremony was cancelled by an operator.
+    pub const RECOVERY_CANCEL: &str = "recovery.cancel";
+    /// A recovery ceremony ran out of time; its held shares were destroyed.
+    pub const RECOVERY_EXPIRE: &str = "recovery.expire";
+    /// A recovery ceremony failed and was closed.
+    pub const RECOVERY_FAIL: &str = "recovery.fail";
+    /// A custodian attested, with a possession proof, that they still hold their share.
+    pub const SHARE_ATTEST: &str = "share.attest";
+    /// A custodian confirmed, with a possession proof, that they received their share.
+    pub const SHARE_RECEIPT: &str = "share.receipt";
+
+    /// Every action above, for auditors and for tests that check the list
+    /// is complete.
+    pub const ALL: &[&str] = &[
+        AUDIT_NOTE,
+        CEREMONY_OPEN,
+        CEREMONY_COMPLETE,
+        CEREMONY_EXPIRE,
+        CEREMONY_FAIL,
+        CUSTODIAN_ENROL,
+        CUSTODIAN_DISABLE,
+        DAEMON_INIT,
+        DAEMON_START,
+        DAEMON_STOP,
+        DRILL_ISSUE,
+        ENVELOPE_FETCH,
+        KEY_CREATE,
+        KEY_IMPORT,
+        NOTICE_ACK,
+        NOTICE_SEND,
+        RECOVERY_OPEN,
+        RECOVERY_APPROVE,
+        RECOVERY_QUORUM,
+        RECOVERY_ISSUE,
+        RECOVERY_COMPLETE,
+        RECOVERY_RESUME,
+        RECOVERY_CANCEL,
+        RECOVERY_EXPIRE,
+        RECOVERY_FAIL,
+        SHARE_ATTEST,
+        SHARE_RECEIPT,
+    ];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +247,15 @@ mod tests {
             AuditEntry::decode(&long),
             Err(EntryError::TooLong { .. })
         ));
+    }
+
+    #[test]
+    fn action_names_are_unique_and_dotted() {
+        let unique: std::collections::HashSet<_> = action::ALL.iter().collect();
+        assert_eq!(unique.len(), action::ALL.len());
+        for name in action::ALL {
+            let (noun, verb) = name.split_once('.').expect("noun.verb");
+            assert!(!noun.is_empty() && !verb.is_empty(), "{name}");
+        }
     }
 }

@@ -12,12 +12,12 @@ use std::io::Read;
 
 use zeroize::Zeroizing;
 
-use crate::commitment::commitment_matches;
-use crate::custodian_card::{CustodianCard, validate_custodian_name};
-use crate::key_record::{KeyCustodian, KeyRecord, MAX_KEY_ID_LEN};
-use crate::secret::Share;
+use crate::records::custodian_card::{CustodianCard, validate_custodian_name};
+use crate::records::key_record::{KeyCustodian, KeyRecord, MAX_KEY_ID_LEN};
+use crate::sharing::commitment::commitment_matches;
+use crate::sharing::secret::Share;
 
-use self::wire::{Reader, Writer};
+use crate::encoding::wire::{Reader, Writer};
 
 /// Magic bytes that open an envelope payload.
 const ENVELOPE_MAGIC: &[u8; 8] = b"RKMSHARE";
@@ -227,7 +227,7 @@ impl EnvelopeContents {
     }
 
     /// Checks the opened share against a key record the caller has already
-    /// verified ([`crate::key_record::SignedKeyRecord::verify`]) and the
+    /// verified ([`crate::records::key_record::SignedKeyRecord::verify`]) and the
     /// opening custodian's own card: same custodian, same key, the record
     /// lists this custodian with these public keys, same x, same threshold,
     /// and the share matches its commitment. Returns the record's entry for
@@ -359,80 +359,6 @@ pub fn open(
         });
     }
     EnvelopeContents::from_payload(&payload)
-}
-
-/// Tiny length-prefixed binary codec for the secret payloads (envelope and
-/// identity file), built in zeroizing buffers.
-pub(crate) mod wire {
-    use zeroize::Zeroizing;
-
-    /// Appends fields to a zeroizing buffer allocated once.
-    pub(crate) struct Writer(Zeroizing<Vec<u8>>);
-
-    impl Writer {
-        /// A writer whose buffer never reallocates below `capacity` bytes.
-        pub(crate) fn with_capacity(capacity: usize) -> Self {
-            Writer(Zeroizing::new(Vec::with_capacity(capacity)))
-        }
-
-        pub(crate) fn bytes(&mut self, bytes: &[u8]) {
-            debug_assert!(
-                self.0.len() + bytes.len() <= self.0.capacity(),
-                "payload would reallocate and leave an unwiped copy"
-            );
-            self.0.extend_from_slice(bytes);
-        }
-
-        pub(crate) fn u8(&mut self, value: u8) {
-            self.bytes(&[value]);
-        }
-
-        /// u16 big-endian length, then the bytes. Callers bound lengths first.
-        pub(crate) fn str16(&mut self, text: &str) {
-            let len = u16::try_from(text.len()).expect("caller bounds field lengths");
-            self.bytes(&len.to_be_bytes());
-            self.bytes(text.as_bytes());
-        }
-
-        pub(crate) fn finish(self) -> Zeroizing<Vec<u8>> {
-            self.0
-        }
-    }
-
-    /// Reads fields from an untrusted payload; every read is bounds-checked.
-    pub(crate) struct Reader<'a>(&'a [u8]);
-
-    impl<'a> Reader<'a> {
-        pub(crate) fn new(bytes: &'a [u8]) -> Self {
-            Reader(bytes)
-        }
-
-        pub(crate) fn slice(&mut self, len: usize) -> Option<&'a [u8]> {
-            if self.0.len() < len {
-                return None;
-            }
-            let (head, rest) = self.0.split_at(len);
-            self.0 = rest;
-            Some(head)
-        }
-
-        pub(crate) fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-            self.slice(N).map(|s| s.try_into().expect("length checked"))
-        }
-
-        pub(crate) fn u8(&mut self) -> Option<u8> {
-            self.slice(1).map(|s| s[0])
-        }
-
-        pub(crate) fn str16(&mut self) -> Option<&'a str> {
-            let len = u16::from_be_bytes(self.array::<2>()?);
-            std::str::from_utf8(self.slice(usize::from(len))?).ok()
-        }
-
-        pub(crate) fn is_empty(&self) -> bool {
-            self.0.is_empty()
-        }
-    }
 }
 
 #[cfg(test)]

@@ -8,9 +8,10 @@ use std::collections::HashSet;
 
 use sha2::{Digest, Sha256};
 
-use crate::key_record::{KeyCustodian, KeyRecord};
-use crate::messages::{SignatureError, verify_custodian_signature};
-use crate::recovery_request::{excerpt, unix_time_from_rfc3339};
+use crate::encoding::text::excerpt;
+use crate::encoding::time::unix_time_from_rfc3339;
+use crate::records::key_record::{KeyCustodian, KeyRecord};
+use crate::sharing::messages::{SignatureError, verify_custodian_signature};
 
 /// Label of [`approval_message`].
 pub const APPROVAL_LABEL: &[u8] = b"rkm/v1/recovery-approval\0";

@@ -10,7 +10,7 @@ use p256::ecdsa::{Signature, VerifyingKey};
 use p256::pkcs8::DecodePublicKey;
 use sha2::{Digest, Sha256};
 
-use crate::key_record::KeyRecord;
+use crate::records::key_record::KeyRecord;
 
 /// Label of [`command_message`].
 pub const COMMAND_LABEL: &[u8] = b"rkm/v1/recovery-command\0";

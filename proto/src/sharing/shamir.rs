@@ -37,9 +37,9 @@ use subtle::ConstantTimeEq;
 use vsss_rs::Gf256;
 use zeroize::Zeroizing;
 
-use crate::commitment::{COMMITMENT_LEN, commitment_matches};
-use crate::kek_check::{KEK_CHECK_LEN, kek_matches};
-use crate::secret::{Kek, SECRET_LEN, Share};
+use crate::sharing::commitment::{COMMITMENT_LEN, commitment_matches};
+use crate::sharing::kek_check::{KEK_CHECK_LEN, kek_matches};
+use crate::sharing::secret::{Kek, SECRET_LEN, Share};
 
 /// Length of the shared secret (the KEK) and of each share's y value.
 pub const KEK_LEN: usize = SECRET_LEN;

@@ -7,7 +7,7 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::secret::Kek;
+use crate::sharing::secret::Kek;
 
 /// The message MACed under the KEK.
 pub const KEK_CHECK_LABEL: &[u8] = b"rkm/v1/kek-check-value";

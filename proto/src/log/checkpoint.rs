@@ -14,8 +14,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, VerifyingKey};
 
-use crate::fingerprint::{signed_note_key_id, signed_note_verifier_key};
-use crate::merkle::{HASH_LEN, Hash};
+use crate::encoding::fingerprint::{signed_note_key_id, signed_note_verifier_key};
+use crate::encoding::text::excerpt;
+use crate::log::merkle::{HASH_LEN, Hash};
 
 /// Largest note (or checkpoint body) accepted from untrusted input, 1 MiB.
 pub const MAX_NOTE_LEN: usize = 1 << 20;
@@ -32,9 +33,6 @@ const SIGNATURE_LINE_PREFIX: &str = "\u{2014} ";
 
 /// Length of an Ed25519 signature (RFC 8032 §5.1.6).
 const ED25519_SIGNATURE_LEN: usize = 64;
-
-/// Longest excerpt of untrusted input quoted in an error message.
-const EXCERPT_CHARS: usize = 64;
 
 /// Why a checkpoint, a signed note or a verifier key was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -179,14 +177,6 @@ pub enum CheckpointError {
         /// Excerpt of the origin in the checkpoint.
         found: String,
     },
-}
-
-/// At most [`EXCERPT_CHARS`] characters of untrusted text, for error messages.
-fn excerpt(text: &str) -> String {
-    match text.char_indices().nth(EXCERPT_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
 }
 
 /// Refuses ASCII control characters other than newline (C2SP signed-note, "Format").
@@ -467,7 +457,7 @@ pub fn format_signed_note(
 
 /// A trusted Ed25519 signed-note key: its name, its key ID and its public key,
 /// read from the verifier key string `<name>+<key id hex>+<base64(0x01 ‖ key)>`
-/// that auditors are given (see [`crate::fingerprint::signed_note_verifier_key`]).
+/// that auditors are given (see [`crate::encoding::fingerprint::signed_note_verifier_key`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifierKey {
     name: String,
@@ -760,18 +750,4 @@ pub fn open_signed_checkpoint(
     let note = SignedNote::parse(note)?;
     let text = note.verify(key)?;
     Checkpoint::parse_body(text)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn excerpt_cuts_long_text_on_a_char_boundary() {
-        let long = "é".repeat(100);
-        let cut = excerpt(&long);
-        assert_eq!(cut.chars().count(), EXCERPT_CHARS + 1);
-        assert!(cut.ends_with('…'));
-        assert_eq!(excerpt("short"), "short");
-    }
 }

@@ -17,10 +17,13 @@ use p256::pkcs8::DecodePublicKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::checkpoint::{CheckpointError, VerifierKey};
-use crate::custodian_card::{
-    CardError, decode_hex32, decode_lower_hex, parse_age_recipient, validate_custodian_name,
-    validate_ed25519_public_key,
+use crate::encoding::field::{FieldError, invalid};
+use crate::encoding::hex::{decode_hex32, decode_lower_hex};
+use crate::encoding::text::check_text;
+use crate::encoding::time::unix_time_from_rfc3339;
+use crate::log::checkpoint::{CheckpointError, VerifierKey};
+use crate::records::custodian_card::{
+    CardError, parse_age_recipient, validate_custodian_name, validate_ed25519_public_key,
 };
 
 /// Version tag of the key record encoding.
@@ -144,7 +147,7 @@ pub struct KeyCustodian {
     pub age_recipient: String,
     /// x-coordinate of the custodian's share.
     pub x: u8,
-    /// [`crate::commitment::share_commitment`] of the custodian's share.
+    /// [`crate::sharing::commitment::share_commitment`] of the custodian's share.
     pub commitment: [u8; 32],
 }
 
@@ -162,7 +165,7 @@ pub struct KeyRecord {
     /// RK private key (PKCS#8) wrapped with CKM_AES_KEY_WRAP_PAD (RFC 5649)
     /// under the KEK.
     pub wrapped_key: Vec<u8>,
-    /// [`crate::kek_check::kek_check_value`] of the KEK.
+    /// [`crate::sharing::kek_check::kek_check_value`] of the KEK.
     pub kek_check_value: [u8; 32],
     /// Shares needed, k.
     pub threshold: u8,
@@ -215,24 +218,13 @@ struct SignedJson {
     audit_key: String,
 }
 
-fn invalid(field: &'static str, reason: impl Into<String>) -> KeyRecordError {
-    KeyRecordError::InvalidField {
-        field,
-        reason: reason.into(),
+impl FieldError for KeyRecordError {
+    fn invalid_field(field: &'static str, reason: String) -> Self {
+        KeyRecordError::InvalidField { field, reason }
     }
-}
-
-fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), KeyRecordError> {
-    if value.is_empty() {
-        return Err(invalid(field, "it is empty"));
+    fn not_canonical() -> Self {
+        KeyRecordError::NotCanonical
     }
-    if value.len() > max {
-        return Err(invalid(field, format!("it is longer than {max} bytes")));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(invalid(field, "it contains a control character"));
-    }
-    Ok(())
 }
 
 fn hex32(field: &'static str, value: &str) -> Result<[u8; 32], KeyRecordError> {
@@ -392,7 +384,7 @@ impl KeyRecord {
         }
         self.validate_custodians()?;
         check_text("ceremony_id", &self.ceremony_id, MAX_LABEL_LEN)?;
-        if !is_rfc3339(&self.created_at) {
+        if unix_time_from_rfc3339(&self.created_at).is_none() {
             return Err(invalid(
                 "created_at",
                 "it is not an RFC 3339 time such as 2025-01-31T12:00:00Z",
@@ -469,61 +461,6 @@ impl KeyRecord {
     /// The custodian of this name, if the record lists one.
     pub fn custodian(&self, name: &str) -> Option<&KeyCustodian> {
         self.custodians.iter().find(|c| c.name == name)
-    }
-}
-
-/// Whether `text` is an RFC 3339 date-time (§5.6):
-/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, fields in range.
-fn is_rfc3339(text: &str) -> bool {
-    let b = text.as_bytes();
-    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
-        let part = b.get(range)?;
-        part.iter()
-            .all(u8::is_ascii_digit)
-            .then(|| part.iter().fold(0, |acc, d| acc * 10 + u32::from(d - b'0')))
-    };
-    let (Some(_year), Some(month), Some(day), Some(hour), Some(minute), Some(second)) = (
-        digits(0..4),
-        digits(5..7),
-        digits(8..10),
-        digits(11..13),
-        digits(14..16),
-        digits(17..19),
-    ) else {
-        return false;
-    };
-    if b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return false;
-    }
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return false;
-    }
-    let mut rest = &b[19..];
-    if let Some(fraction) = rest.strip_prefix(b".") {
-        let len = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
-        if len == 0 {
-            return false;
-        }
-        rest = &fraction[len..];
-    }
-    match rest {
-        [b'Z' | b'z'] => true,
-        [b'+' | b'-', h1, h2, b':', m1, m2] => {
-            [h1, h2, m1, m2].iter().all(|d| d.is_ascii_digit())
-                && (h1 - b'0') * 10 + (h2 - b'0') <= 23
-                && (m1 - b'0') * 10 + (m2 - b'0') <= 59
-        }
-        _ => false,
     }
 }
 
@@ -630,33 +567,6 @@ impl SignedKeyRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_accepts_and_refuses() {
-        for ok in [
-            "2025-01-31T12:00:00Z",
-            "2025-01-31T12:00:00.123456Z",
-            "2025-01-31t23:59:60+01:00",
-            "1999-12-31T00:00:00-05:30",
-        ] {
-            assert!(is_rfc3339(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "2025-01-31",
-            "2025-01-31 12:00:00Z",
-            "2025-13-01T00:00:00Z",
-            "2025-01-00T00:00:00Z",
-            "2025-01-31T24:00:00Z",
-            "2025-01-31T12:00:00",
-            "2025-01-31T12:00:00.Z",
-            "2025-01-31T12:00:00+0100",
-            "2025-01-31T12:00:00Z ",
-            "２０25-01-31T12:00:00Z",
-        ] {
-            assert!(!is_rfc3339(bad), "{bad}");
-        }
-    }
 
     #[test]
     fn key_id_is_prefix_of_spki_digest() {
