@@ -1,6 +1,7 @@
 //! `rkmd serve`: the gRPC services on a Unix socket (mode 0600) and optionally
 //! a loopback TCP port, until SIGTERM or SIGINT.
 
+use rkm_proto::audit_entry::action;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +52,7 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
     );
     audit
         .record(
-            Event::ok("rkmd", "daemon.start")
+            Event::ok("rkmd", action::DAEMON_START)
                 .detail("version", env!("CARGO_PKG_VERSION"))
                 .detail("token_label", hsm.description().label.clone())
                 .detail("hsm_workers", hsm.worker_count().to_string()),
@@ -137,7 +138,7 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
         }
     }
     remove_socket(&socket_path);
-    if let Err(error) = audit.record(Event::ok("rkmd", "daemon.stop")).await {
+    if let Err(error) = audit.record(Event::ok("rkmd", action::DAEMON_STOP)).await {
         tracing::error!(%error, "could not record the shutdown in the audit log");
     }
     let _ = stop_checkpoints.send(true);

@@ -1,6 +1,7 @@
 //! What `rkmd init` and `rkmd serve` share: opening the store and the HSM, and
 //! binding the two to each other through the audit key.
 
+use rkm_proto::audit_entry::action;
 use rkm_proto::fingerprint::fingerprint;
 
 use crate::audit::{AuditLog, Event, SignedCheckpoint};
@@ -77,7 +78,7 @@ pub async fn initialise(
     )
     .await?;
     let token = hsm.description();
-    let event = Event::ok("rkmd", "daemon.init")
+    let event = Event::ok("rkmd", action::DAEMON_INIT)
         .detail("audit_key", fingerprint(&audit_key.public_key))
         .detail("audit_key_created", created.to_string())
         .detail("token_label", token.label.clone())

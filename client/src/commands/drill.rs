@@ -6,6 +6,7 @@
 //! who approved and when, time to quorum, time to signature, the outcome
 //! (the drill signature checked against the key record) and what went wrong.
 
+use rkm_proto::audit_entry::action;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
@@ -224,15 +225,15 @@ impl<'a> Timeline<'a> {
                 .filter(move |e| e.action == action && e.outcome == Outcome::Ok)
         };
         Timeline {
-            opened: succeeded("recovery.open").next().and_then(entry_time),
-            quorum_approval: succeeded("recovery.approve")
+            opened: succeeded(action::RECOVERY_OPEN).next().and_then(entry_time),
+            quorum_approval: succeeded(action::RECOVERY_APPROVE)
                 .nth(
                     usize::try_from(threshold)
                         .unwrap_or(usize::MAX)
                         .saturating_sub(1),
                 )
                 .and_then(entry_time),
-            issued: succeeded("drill.issue").next(),
+            issued: succeeded(action::DRILL_ISSUE).next(),
         }
     }
 }

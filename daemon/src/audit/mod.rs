@@ -123,7 +123,7 @@ impl Event {
     fn encode(self) -> Result<(Vec<u8>, String), AuditError> {
         let entry = AuditEntry {
             v: ENTRY_VERSION,
-            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            time: rkm_proto::encoding::time::format_rfc3339_millis(SystemTime::now()),
             actor: self.actor,
             action: self.action.to_owned(),
             subject: self.subject.clone(),

@@ -5,6 +5,7 @@
 //! recently against the threshold: a quorum at risk is seen before an
 //! incident, not during one.
 
+use rkm_proto::audit_entry::action;
 use rkm_proto::messages::share_attestation_message;
 
 use super::custodians::{self, Custodian, KeySlot};
@@ -32,7 +33,7 @@ impl Services {
         signature: Vec<u8>,
         possession_proof: Vec<u8>,
     ) -> Result<KeySummary, CeremonyError> {
-        let event = Event::ok(peer, "share.attest")
+        let event = Event::ok(peer, action::SHARE_ATTEST)
             .detail("custodian", custodian.clone())
             .detail("unix_time", unix_time.to_string());
         let summary = match self.get_key(key).await {
@@ -92,10 +93,9 @@ impl Services {
         } = attestation;
         let (key_id, at) = (
             summary.key_id.clone(),
-            humantime::format_rfc3339_seconds(
+            rkm_proto::encoding::time::format_rfc3339_seconds(
                 std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_time),
-            )
-            .to_string(),
+            ),
         );
         let recorded = self
             .audit

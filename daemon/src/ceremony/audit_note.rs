@@ -5,6 +5,7 @@
 
 use super::CeremonyError;
 use crate::audit::{AuditLog, Event};
+use rkm_proto::audit_entry::action;
 
 /// Longest operator note, in bytes.
 pub const MAX_NOTE_LEN: usize = 4096;
@@ -37,7 +38,7 @@ pub async fn record_note(
     message: String,
 ) -> Result<u64, CeremonyError> {
     check_note(&message)?;
-    let event = Event::ok(actor, "audit.note")
+    let event = Event::ok(actor, action::AUDIT_NOTE)
         .subject(subject)
         .detail("message", message);
     Ok(log.record(event).await?)

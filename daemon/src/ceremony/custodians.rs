@@ -2,6 +2,7 @@
 //! each custodian made with `rkm custodian init`; and the check that a
 //! custodian signed over their share (receipts, attestations).
 
+use rkm_proto::audit_entry::action;
 use rkm_proto::custodian_card::CustodianCard;
 
 use super::keygen::KeySummary;
@@ -102,7 +103,7 @@ impl Services {
         actor: &str,
         card_text: String,
     ) -> Result<Custodian, CeremonyError> {
-        let event = Event::ok(actor, "custodian.enrol");
+        let event = Event::ok(actor, action::CUSTODIAN_ENROL);
         let card = match CustodianCard::parse(&card_text) {
             Ok(card) => card,
             Err(error) => {
@@ -173,7 +174,7 @@ impl Services {
         name: String,
         reason: String,
     ) -> Result<Custodian, CeremonyError> {
-        let event = Event::ok(actor, "custodian.disable")
+        let event = Event::ok(actor, action::CUSTODIAN_DISABLE)
             .subject(name.clone())
             .detail("custodian", name.clone())
             .detail("disable_reason", reason.clone());

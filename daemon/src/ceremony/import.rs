@@ -4,6 +4,7 @@
 //! with exactly the keys it names, and the key becomes active. The recovery
 //! key stays wrapped: a recovery ceremony's quorum unwraps it into this HSM.
 
+use rkm_proto::audit_entry::action;
 use rkm_proto::checkpoint::VerifierKey;
 use rkm_proto::key_record::SignedKeyRecord;
 
@@ -26,8 +27,8 @@ impl Services {
         signed_key_record: String,
         record_audit_key: String,
     ) -> Result<KeySummary, CeremonyError> {
-        let event =
-            Event::ok(actor, "key.import").detail("record_audit_key", record_audit_key.clone());
+        let event = Event::ok(actor, action::KEY_IMPORT)
+            .detail("record_audit_key", record_audit_key.clone());
         let record = match self
             .check_import(&signed_key_record, &record_audit_key)
             .await

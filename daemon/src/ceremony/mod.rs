@@ -40,7 +40,7 @@ pub struct Services {
 
 /// The current time as RFC 3339 UTC with seconds.
 pub fn now() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+    rkm_proto::encoding::time::format_rfc3339_seconds(SystemTime::now())
 }
 
 impl Services {

@@ -2,6 +2,7 @@
 //! their signed acknowledgement, so the communication around a ceremony leaves
 //! a trail in the audit log too.
 
+use rkm_proto::audit_entry::action;
 use rkm_proto::messages::{notice_ack_message, verify_custodian_signature};
 
 use super::{CeremonyError, Services, now};
@@ -30,7 +31,7 @@ impl Services {
             sent_at: now(),
             acknowledged_at: String::new(),
         };
-        let event = Event::ok(actor, "notice.send")
+        let event = Event::ok(actor, action::NOTICE_SEND)
             .subject(ceremony_id)
             .detail("custodian", custodian)
             .detail("notice_id", notice.notice_id.clone())
@@ -65,7 +66,7 @@ impl Services {
         custodian: String,
         signature: Vec<u8>,
     ) -> Result<Notice, CeremonyError> {
-        let event = Event::ok(peer, "notice.ack")
+        let event = Event::ok(peer, action::NOTICE_ACK)
             .detail("notice_id", notice_id.clone())
             .detail("custodian", custodian.clone());
         let (lookup_id, lookup_name) = (notice_id.clone(), custodian.clone());

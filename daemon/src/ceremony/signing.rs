@@ -5,6 +5,7 @@
 //! back-pressure into the artefact file, so memory stays flat for any number
 //! of targets. Then destroy the key, the KEK and the held shares, and audit.
 
+use rkm_proto::audit_entry::action;
 use std::io::{BufWriter, Write as _};
 use std::path::PathBuf;
 
@@ -79,7 +80,7 @@ impl Services {
     pub async fn run_quorum(self, ceremony_id: String) {
         if let Err(error) = self.sign_recovery(&ceremony_id).await {
             tracing::error!(%error, ceremony = %ceremony_id, "recovery signing failed");
-            let event = Event::ok("rkmd", "recovery.fail")
+            let event = Event::ok("rkmd", action::RECOVERY_FAIL)
                 .subject(ceremony_id.clone())
                 .with_outcome(rkm_proto::audit_entry::Outcome::Failed)
                 .detail("reason", error.to_string())
@@ -148,7 +149,7 @@ impl Services {
                 }
             }
             self.audit
-                .record(Event::ok("rkmd", "recovery.resume").subject(id.clone()))
+                .record(Event::ok("rkmd", action::RECOVERY_RESUME).subject(id.clone()))
                 .await?;
             tokio::spawn(self.clone().run_quorum(id));
         }
@@ -178,7 +179,7 @@ impl Services {
             .collect();
         self.audit
             .record(
-                Event::ok("rkmd", "recovery.quorum")
+                Event::ok("rkmd", action::RECOVERY_QUORUM)
                     .subject(ceremony_id)
                     .detail("approvers", approvers.join(","))
                     .detail("threshold", record.threshold.to_string()),
@@ -305,7 +306,7 @@ impl Services {
         signed_count: u64,
         artefact_size: u64,
     ) -> Result<(), CeremonyError> {
-        let event = Event::ok("rkmd", "recovery.complete")
+        let event = Event::ok("rkmd", action::RECOVERY_COMPLETE)
             .subject(ceremony_id)
             .detail("signed_commands", signed_count.to_string())
             .detail("artefact_bytes", artefact_size.to_string())

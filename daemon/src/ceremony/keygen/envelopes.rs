@@ -3,6 +3,7 @@
 //! with a proof of possession; the last receipt activates the key and
 //! completes the ceremony.
 
+use rkm_proto::audit_entry::action;
 use rkm_proto::messages::{
     envelope_fetch_message, share_receipt_message, verify_custodian_signature,
 };
@@ -37,7 +38,7 @@ impl Services {
     ) -> Result<FetchedEnvelope, CeremonyError> {
         // Refusals name the caller; only a verified signature makes the
         // custodian the actor.
-        let event = Event::ok(peer, "envelope.fetch").detail("custodian", custodian.clone());
+        let event = Event::ok(peer, action::ENVELOPE_FETCH).detail("custodian", custodian.clone());
         let summary = match self.get_key(key).await {
             Ok(summary) => summary,
             Err(error) => return self.refuse(event, error).await,
@@ -111,7 +112,7 @@ impl Services {
         signature: Vec<u8>,
         possession_proof: Vec<u8>,
     ) -> Result<KeySummary, CeremonyError> {
-        let event = Event::ok(peer, "share.receipt").detail("custodian", custodian.clone());
+        let event = Event::ok(peer, action::SHARE_RECEIPT).detail("custodian", custodian.clone());
         let summary = match self.get_key(key).await {
             Ok(summary) => summary,
             Err(error) => return self.refuse(event, error).await,
@@ -143,7 +144,7 @@ impl Services {
         if completed {
             self.audit
                 .record(
-                    Event::ok("rkmd", "ceremony.complete")
+                    Event::ok("rkmd", action::CEREMONY_COMPLETE)
                         .subject(summary.ceremony_id.clone())
                         .detail("key_id", summary.key_id.clone())
                         .detail("state", KeyState::Active.as_str()),

@@ -6,6 +6,7 @@ use super::super::state::{CeremonyKind, CeremonyState};
 use super::super::{CeremonyError, Services, now};
 use crate::audit::Event;
 use crate::store;
+use rkm_proto::audit_entry::action;
 
 /// Whether a key generation in `state`, due at `expires_at`, takes no more
 /// steps at `now` (RFC 3339 UTC strings of one format compare as times).
@@ -57,7 +58,7 @@ impl Services {
         };
         for ceremony in due {
             let key_id = ceremony.subject;
-            let event = Event::ok("rkmd", "ceremony.expire")
+            let event = Event::ok("rkmd", action::CEREMONY_EXPIRE)
                 .subject(ceremony.id.clone())
                 .detail("key_id", key_id.clone())
                 .detail("envelopes", "deleted");

@@ -3,6 +3,7 @@
 //! and sealed to the custodians, and the key stored with its envelopes in one
 //! audited transaction (or the ceremony failed, with why).
 
+use rkm_proto::audit_entry::action;
 use std::str::FromStr as _;
 use std::time::SystemTime;
 
@@ -16,22 +17,13 @@ use super::super::custodians::Custodian;
 use super::super::state::{CeremonyKind, CeremonyState, KeyState, transition};
 use super::super::{CeremonyError, Services, now};
 use super::{KeyRequest, KeySummary, RECEIPT_WINDOW};
+use rkm_proto::encoding::text::check_key_label;
+
 use crate::audit::Event;
 use crate::hsm::HsmObject;
 use crate::store::{self, StoreError};
 
 const ALGORITHM: &str = "ECDSA-P256-SHA256";
-
-/// Labels and key ids share one namespace in lookups, so a label may not look
-/// like a key id.
-fn valid_label(label: &str) -> bool {
-    !label.is_empty()
-        && !label.starts_with("rk-")
-        && label.len() <= 64
-        && label
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
 
 /// The k-of-n rule for `k` of the `n` custodians listed: at least 2 unless
 /// one custodian alone is explicitly allowed, at most n, n from 1 to 255.
@@ -87,7 +79,7 @@ impl Services {
         actor: &str,
         request: KeyRequest,
     ) -> Result<KeySummary, CeremonyError> {
-        let event = Event::ok(actor, "key.create")
+        let event = Event::ok(actor, action::KEY_CREATE)
             .detail("label", request.label.clone())
             .detail("threshold", request.threshold.to_string())
             .detail("custodians", request.custodians.join(","));
@@ -122,7 +114,9 @@ impl Services {
                 "You are a custodian of recovery key {:?} ({key_id}). Run `rkm share fetch --key {}` to fetch, verify and store your share, before {}.",
                 request.label,
                 request.label,
-                humantime::format_rfc3339_seconds(SystemTime::now() + RECEIPT_WINDOW)
+                rkm_proto::encoding::time::format_rfc3339_seconds(
+                    SystemTime::now() + RECEIPT_WINDOW
+                )
             );
             self.send_notice(actor, &ceremony_id, &member.name, text)
                 .await?;
@@ -136,7 +130,9 @@ impl Services {
         &self,
         request: &KeyRequest,
     ) -> Result<(Vec<Custodian>, Threshold), CeremonyError> {
-        if !valid_label(&request.label) {
+        // One label rule for daemon and client (proto's text rule included):
+        // labels and key ids share one namespace in lookups.
+        if check_key_label(&request.label).is_err() {
             return Err(CeremonyError::InvalidArgument(format!(
                 "label {:?} is not valid: use 1 to 64 letters, digits, '-', '_' or '.', not starting with \"rk-\" (key ids do)",
                 request.label
@@ -199,8 +195,8 @@ impl Services {
         let ceremony_id = self.new_id("cer").await?;
         let opened_at = now();
         let expires_at =
-            humantime::format_rfc3339_seconds(SystemTime::now() + RECEIPT_WINDOW).to_string();
-        let event = Event::ok(actor, "ceremony.open")
+            rkm_proto::encoding::time::format_rfc3339_seconds(SystemTime::now() + RECEIPT_WINDOW);
+        let event = Event::ok(actor, action::CEREMONY_OPEN)
             .subject(ceremony_id.clone())
             .detail("kind", CeremonyKind::KeyGeneration.as_str())
             .detail("label", label)
@@ -227,7 +223,7 @@ impl Services {
     }
 
     async fn fail_ceremony(&self, actor: &str, ceremony_id: &str, error: &CeremonyError) {
-        let event = Event::ok(actor, "ceremony.fail")
+        let event = Event::ok(actor, action::CEREMONY_FAIL)
             .subject(ceremony_id)
             .with_outcome(error.outcome())
             .detail("reason", error.to_string());
@@ -464,10 +460,10 @@ mod tests {
 
     #[test]
     fn labels_may_not_look_like_key_ids() {
-        assert!(valid_label("fleet-2026.a_b"));
-        assert!(!valid_label("rk-1234"));
-        assert!(!valid_label(""));
-        assert!(!valid_label(&"a".repeat(65)));
-        assert!(!valid_label("with space"));
+        assert!(check_key_label("fleet-2026.a_b").is_ok());
+        assert!(check_key_label("rk-1234").is_err());
+        assert!(check_key_label("").is_err());
+        assert!(check_key_label(&"a".repeat(65)).is_err());
+        assert!(check_key_label("with space").is_err());
     }
 }

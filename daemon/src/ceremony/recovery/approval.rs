@@ -4,6 +4,7 @@
 //! one audited transaction that the racing approvals cannot both win.
 
 use rkm_proto::approval::approval_message;
+use rkm_proto::audit_entry::action;
 use rkm_proto::commitment::commitment_matches;
 use rkm_proto::envelope::{self, EnvelopeContents};
 use rkm_proto::key_record::{KeyCustodian, KeyRecord};
@@ -61,7 +62,7 @@ impl Services {
         peer: &str,
         approval: ApprovalSubmission,
     ) -> Result<RecoverySummary, CeremonyError> {
-        let event = Event::ok(peer, "recovery.approve")
+        let event = Event::ok(peer, action::RECOVERY_APPROVE)
             .subject(approval.ceremony_id.clone())
             .detail("custodian", approval.custodian.clone());
         let held = match self.check_approval(&approval).await {

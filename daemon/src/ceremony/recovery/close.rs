@@ -7,6 +7,7 @@ use super::super::{CeremonyError, Services, now};
 use super::{RecoveryState, RecoverySummary};
 use crate::audit::Event;
 use crate::store;
+use rkm_proto::audit_entry::action;
 
 impl Services {
     /// Closes an open ceremony as `state` (cancelled or expired), destroying
@@ -19,9 +20,9 @@ impl Services {
         reason: &str,
     ) -> Result<(), CeremonyError> {
         let action = if state == RecoveryState::Cancelled {
-            "recovery.cancel"
+            action::RECOVERY_CANCEL
         } else {
-            "recovery.expire"
+            action::RECOVERY_EXPIRE
         };
         let event = Event::ok(actor, action)
             .subject(ceremony_id)
@@ -85,7 +86,7 @@ impl Services {
         ceremony_id: String,
         reason: String,
     ) -> Result<RecoverySummary, CeremonyError> {
-        let event = Event::ok(actor, "recovery.cancel").subject(ceremony_id.clone());
+        let event = Event::ok(actor, action::RECOVERY_CANCEL).subject(ceremony_id.clone());
         if reason.trim().is_empty() {
             return self
                 .refuse(

@@ -84,7 +84,7 @@ pub fn held_share_aad(ceremony_id: &str, custodian: &str) -> Vec<u8> {
 }
 
 fn rfc3339_after(duration: Duration) -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now() + duration).to_string()
+    rkm_proto::encoding::time::format_rfc3339_seconds(SystemTime::now() + duration)
 }
 
 impl Services {

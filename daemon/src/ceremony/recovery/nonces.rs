@@ -2,6 +2,7 @@
 //! valid for ten minutes. A custodian signs one into their approval, so an
 //! approval cannot be replayed or moved to another ceremony.
 
+use rkm_proto::audit_entry::action;
 use std::time::Duration;
 
 use super::super::{CeremonyError, Services};
@@ -64,7 +65,7 @@ impl Services {
             Ok(issued) => Ok(issued),
             // A refused nonce is a refused approval: audit it as one.
             Err(error) => {
-                let event = Event::ok(peer, "recovery.approve")
+                let event = Event::ok(peer, action::RECOVERY_APPROVE)
                     .subject(ceremony_id)
                     .detail("custodian", custodian)
                     .detail("step", "nonce");

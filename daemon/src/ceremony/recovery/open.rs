@@ -3,6 +3,7 @@
 //! any manifest), and the ceremony recorded with one audit entry; then each
 //! custodian is sent a notice. Nothing of a refused request remains.
 
+use rkm_proto::audit_entry::action;
 use std::time::Duration;
 
 use rkm_proto::recovery_request::{
@@ -55,7 +56,7 @@ impl Services {
     where
         S: Stream<Item = Result<Vec<u8>, CeremonyError>> + Unpin + Send,
     {
-        let event = Event::ok(actor, "recovery.open")
+        let event = Event::ok(actor, action::RECOVERY_OPEN)
             .detail("key", request.key.clone())
             .detail("emergency", request.emergency.to_string())
             .detail("drill", request.drill.to_string());
