@@ -9,6 +9,8 @@ pub mod custodians;
 mod drill;
 mod error;
 mod import;
+#[cfg(test)]
+mod in_process_tests;
 pub mod keygen;
 pub mod notices;
 pub mod recovery;

@@ -172,6 +172,22 @@ pub fn transition(
 }
 
 impl Services {
+    /// Ceremonies of `kind` still in `state` whose deadline has passed; None
+    /// if the store failed (logged: the sweeper looks again later).
+    pub(super) async fn overdue(
+        &self,
+        kind: CeremonyKind,
+        state: CeremonyState,
+    ) -> Option<Vec<ceremonies::DueCeremony>> {
+        let current = now();
+        let due = self
+            .store
+            .read(move |tx| ceremonies::due(tx, kind.as_str(), state.as_str(), &current))
+            .await;
+        due.inspect_err(|error| tracing::error!(%error, "store read for overdue ceremonies failed"))
+            .ok()
+    }
+
     /// Closes a ceremony as `to` (failed, expired, cancelled), with `cleanup`
     /// (destroying what the ceremony held) in the same transaction as
     /// `event`'s audit entry: all of it happens, or none.

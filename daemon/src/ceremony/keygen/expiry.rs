@@ -37,24 +37,12 @@ impl Services {
     /// Expires key generation ceremonies whose receipt window has passed:
     /// their remaining envelopes are deleted and the key stays unusable.
     pub async fn expire_key_generations(&self) {
-        let current = now();
-        let due = match self
-            .store
-            .read(move |tx| {
-                store::ceremonies::due(
-                    tx,
-                    CeremonyKind::KeyGeneration.as_str(),
-                    CeremonyState::AwaitingReceipts.as_str(),
-                    &current,
-                )
-            })
+        let Some(due) = self
+            .overdue(CeremonyKind::KeyGeneration, CeremonyState::AwaitingReceipts)
             .await
-        {
-            Ok(due) => due,
-            Err(error) => {
-                tracing::error!(%error, "could not look for expired key generation ceremonies");
-                return;
-            }
+        else {
+            tracing::error!("could not look for expired key generation ceremonies");
+            return;
         };
         for ceremony in due {
             let key_id = ceremony.subject;

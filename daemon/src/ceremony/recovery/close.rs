@@ -3,7 +3,7 @@
 //! destroyed and the unused nonces burnt, with the audit entry.
 
 use super::super::state::CeremonyKind as StoredKind;
-use super::super::{CeremonyError, Services, now};
+use super::super::{CeremonyError, Services};
 use super::{RecoveryState, RecoverySummary};
 use crate::audit::Event;
 use crate::store;
@@ -41,24 +41,12 @@ impl Services {
 
     /// Expires every open ceremony whose time is up.
     pub async fn expire_due(&self) {
-        let current = now();
-        let due = match self
-            .store
-            .read(move |tx| {
-                store::ceremonies::due(
-                    tx,
-                    StoredKind::Recovery.as_str(),
-                    RecoveryState::Open.as_str(),
-                    &current,
-                )
-            })
+        let Some(due) = self
+            .overdue(StoredKind::Recovery, RecoveryState::Open)
             .await
-        {
-            Ok(due) => due,
-            Err(error) => {
-                tracing::error!(%error, "could not look for expired ceremonies");
-                return;
-            }
+        else {
+            tracing::error!("could not look for expired ceremonies");
+            return;
         };
         for ceremony in due {
             let id = ceremony.id;
