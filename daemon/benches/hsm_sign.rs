@@ -28,9 +28,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use rkm_daemon::hsm::{Hsm, HsmConfig, SigningKey};
 use rkm_daemon::secrets::UserPin;
+use rkm_tests::bench_args::{BenchArgs, parse_value};
 use rkm_tests::raw_pkcs11::{
     Budget, ChildToken, Measurement, RawSigner, WARM_UP, digest, print_for_parent,
     run_measuring_child,
@@ -87,16 +88,6 @@ struct Options {
     label: Option<String>,
 }
 
-fn parse_value<T: FromStr>(name: &str, value: Option<String>) -> anyhow::Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    let value = value.with_context(|| format!("{name} needs a value"))?;
-    value
-        .parse()
-        .map_err(|error| anyhow::anyhow!("{name} {value:?}: {error}"))
-}
-
 impl Options {
     fn parse() -> anyhow::Result<Self> {
         let seconds = match std::env::var("RKM_BENCH_SECONDS") {
@@ -114,25 +105,17 @@ impl Options {
             module: None,
             label: None,
         };
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            // Accept both `--name value` and `--name=value`.
-            let (name, mut inline) = match arg.split_once('=') {
-                Some((name, value)) if name.starts_with("--") => {
-                    (name.to_owned(), Some(value.to_owned()))
-                }
-                _ => (arg.clone(), None),
-            };
-            let mut value = || inline.take().or_else(|| args.next());
+        let mut args = BenchArgs::from_env();
+        while let Some(name) = args.next_name() {
             match name.as_str() {
-                "--measure" => options.measure = Some(parse_value(&name, value())?),
-                "--seconds" => options.seconds = parse_value(&name, value())?,
-                "--sessions" => options.sessions = Some(parse_value(&name, value())?),
-                "--in-flight" => options.in_flight = parse_value(&name, value())?,
-                "--batch" => options.batch = parse_value(&name, value())?,
-                "--repeat" => options.repeat = parse_value(&name, value())?,
-                "--module" => options.module = Some(parse_value(&name, value())?),
-                "--label" => options.label = Some(parse_value(&name, value())?),
+                "--measure" => options.measure = Some(args.value(&name)?),
+                "--seconds" => options.seconds = args.value(&name)?,
+                "--sessions" => options.sessions = Some(args.value(&name)?),
+                "--in-flight" => options.in_flight = args.value(&name)?,
+                "--batch" => options.batch = args.value(&name)?,
+                "--repeat" => options.repeat = args.value(&name)?,
+                "--module" => options.module = Some(args.value(&name)?),
+                "--label" => options.label = Some(args.value(&name)?),
                 "--json" => options.json = true,
                 // `cargo bench` passes `--bench`, and possibly a filter.
                 _ => {}

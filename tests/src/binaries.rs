@@ -6,6 +6,7 @@
 //! the end-to-end tests would pass or fail against whatever was built last.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
@@ -66,6 +67,18 @@ pub fn binary(name: &str) -> PathBuf {
         panic!("{refusal}");
     }
     path
+}
+
+/// Clears `command`'s environment but for `PATH`, `HOME` and `LANG`: the
+/// tester's own `RKM_*` settings must not reach the rkm or rkmd under test.
+pub fn with_clean_env(command: &mut Command) -> &mut Command {
+    command.env_clear();
+    for name in ["PATH", "HOME", "LANG"] {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    command
 }
 
 /// Checks that every binary in `dir` is newer than every source it is built

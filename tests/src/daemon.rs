@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 
 use crate::SoftHsmToken;
-use crate::binaries::binary;
+use crate::binaries::{binary, with_clean_env};
 
 /// How long a daemon may take to start serving before the test fails.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -136,12 +136,7 @@ impl Daemon {
 
     fn command(&self, binary_name: &str) -> Command {
         let mut command = Command::new(binary(binary_name));
-        command.env_clear();
-        for name in ["PATH", "HOME", "LANG"] {
-            if let Some(value) = std::env::var_os(name) {
-                command.env(name, value);
-            }
-        }
+        with_clean_env(&mut command);
         command.envs(self.env.iter().map(|(name, value)| (name, value)));
         command.env("RKM_SOCKET", self.socket());
         command

@@ -5,6 +5,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod bench_args;
 pub mod binaries;
 pub mod custodians;
 pub mod daemon;

@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use rkm_client::connect::Target;
-use rkm_tests::binaries::binary;
+use rkm_tests::binaries::{binary, with_clean_env};
 use rkm_tests::{Daemon, DaemonBuilder};
 use serde_json::Value;
 
@@ -223,12 +223,7 @@ fn wait_for_tcp(daemon: &Daemon, port: u16) {
 /// names a socket, so that TCP is the only way it can reach rkmd.
 fn rkm_over_tcp(endpoint: &str, args: &[&str]) -> Output {
     let mut command = Command::new(binary("rkm"));
-    command.env_clear();
-    for name in ["PATH", "HOME", "LANG"] {
-        if let Some(value) = std::env::var_os(name) {
-            command.env(name, value);
-        }
-    }
+    with_clean_env(&mut command);
     command
         .args(["--endpoint", endpoint])
         .args(args)

@@ -19,77 +19,12 @@ use rkm_proto::v1::recovery_service_client::RecoveryServiceClient;
 use rkm_proto::v1::{
     ApproveRequest, GetApprovalNonceRequest, GetRecoveryRequest, RecoveryState, RecoverySummary,
 };
-use rkm_tests::{Daemon, DaemonBuilder};
+use rkm_tests::{Custodian, Daemon, DaemonBuilder};
 use secrecy::SecretString;
-use sha2::{Digest as _, Sha256};
 use tonic::transport::Channel;
 
 use crate::rkm_run::{Measured, json_of, ok, path_str, rkm_measured};
 use crate::{LABEL, NAMES, THRESHOLD};
-
-pub(crate) struct Custodian {
-    pub(crate) name: String,
-    pub(crate) identity: PathBuf,
-    pub(crate) card: PathBuf,
-    pub(crate) passphrase: String,
-    pub(crate) passphrase_file: PathBuf,
-    pub(crate) share_dir: PathBuf,
-}
-
-impl Custodian {
-    /// Writes the identity (scrypt work factor 4: fast) and the card.
-    pub(crate) fn new(dir: &Path, name: &str) -> anyhow::Result<Self> {
-        let passphrase = format!("correct horse battery staple {name}");
-        let passphrase_file = dir.join(format!("{name}.passphrase"));
-        std::fs::write(&passphrase_file, format!("{passphrase}\n"))?;
-        let custodian = Custodian {
-            name: name.to_owned(),
-            identity: dir.join(format!("{name}.identity")),
-            card: dir.join(format!("{name}.card.json")),
-            passphrase,
-            passphrase_file,
-            share_dir: dir.join(format!("{name}-shares")),
-        };
-        let mut seed = [0u8; 64];
-        for (half, chunk) in seed.chunks_mut(32).enumerate() {
-            let digest = Sha256::new()
-                .chain_update(b"rkm bulk_sign bench")
-                .chain_update(name.as_bytes())
-                .chain_update([half as u8])
-                .finalize();
-            chunk.copy_from_slice(&digest);
-        }
-        let identity = CustodianIdentity::generate(name, &seed)?;
-        let file = identity
-            .encrypt_with_work_factor(&SecretString::from(custodian.passphrase.as_str()), 4)?;
-        std::fs::write(&custodian.identity, file)?;
-        std::fs::write(&custodian.card, identity.card().to_json())?;
-        Ok(custodian)
-    }
-
-    pub(crate) fn key_record_file(&self, key_id: &str) -> PathBuf {
-        self.share_dir.join(key_id).join("key-record.json")
-    }
-
-    pub(crate) fn approve_args(&self, ceremony_id: &str) -> anyhow::Result<Vec<String>> {
-        Ok([
-            "recovery",
-            "approve",
-            ceremony_id,
-            "--identity",
-            path_str(&self.identity)?,
-            "--passphrase-file",
-            path_str(&self.passphrase_file)?,
-            "--share-dir",
-            path_str(&self.share_dir)?,
-            "--yes",
-            "--output",
-            "json",
-        ]
-        .map(str::to_owned)
-        .to_vec())
-    }
-}
 
 /// A serving rkmd with a 2-of-3 key whose custodians hold their shares.
 pub(crate) struct Setup {
@@ -108,8 +43,8 @@ pub(crate) fn setup(workers: usize) -> anyhow::Result<Setup> {
         .tempdir()?;
     let custodians = NAMES
         .iter()
-        .map(|name| Custodian::new(dir.path(), name))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .map(|name| Custodian::with_fast_identity(dir.path(), name))
+        .collect::<Vec<_>>();
     for custodian in &custodians {
         ok(
             &daemon.rkm(&["custodian", "enrol", path_str(&custodian.card)?])?,
@@ -322,8 +257,9 @@ pub(crate) fn approve_all_but_last(setup: &Setup, id: &str) -> anyhow::Result<Ve
     setup.custodians[..THRESHOLD - 1]
         .iter()
         .map(|custodian| {
-            let args = custodian.approve_args(id)?;
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let mut args = vec!["recovery", "approve", id];
+            args.extend(custodian.held_files_args());
+            args.extend(["--yes", "--output", "json"]);
             let approved = rkm_measured(&setup.daemon, &args)?;
             approved.json("recovery approve")?;
             Ok(approved)

@@ -2,9 +2,9 @@
 //! arguments ignored.
 
 use std::path::PathBuf;
-use std::str::FromStr;
 
-use anyhow::{Context as _, ensure};
+use anyhow::ensure;
+use rkm_tests::bench_args::BenchArgs;
 
 #[derive(Debug)]
 pub(crate) struct Options {
@@ -23,17 +23,6 @@ pub(crate) struct Options {
     pub(crate) label: Option<String>,
 }
 
-pub(crate) fn parse_value<T: FromStr>(name: &str, value: Option<String>) -> anyhow::Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    let value = value.with_context(|| format!("{name} needs a value"))?;
-    value
-        .replace('_', "")
-        .parse()
-        .map_err(|error| anyhow::anyhow!("{name} {value:?}: {error}"))
-}
-
 impl Options {
     pub(crate) fn parse() -> anyhow::Result<Self> {
         let mut options = Options {
@@ -49,27 +38,20 @@ impl Options {
             module: None,
             label: None,
         };
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            let (name, mut inline) = match arg.split_once('=') {
-                Some((name, value)) if name.starts_with("--") => {
-                    (name.to_owned(), Some(value.to_owned()))
-                }
-                _ => (arg.clone(), None),
-            };
-            let mut value = || inline.take().or_else(|| args.next());
+        let mut args = BenchArgs::from_env();
+        while let Some(name) = args.next_name() {
             match name.as_str() {
-                "--targets" => options.targets = parse_value(&name, value())?,
-                "--runs" => options.runs = parse_value(&name, value())?,
-                "--bulk-runs" => options.bulk_runs = parse_value(&name, value())?,
-                "--latency-targets" => options.latency_targets = parse_value(&name, value())?,
-                "--workers" => options.workers = Some(parse_value(&name, value())?),
-                "--seconds" => options.seconds = parse_value(&name, value())?,
-                "--raw-signatures" => options.raw_signatures = Some(parse_value(&name, value())?),
+                "--targets" => options.targets = args.value(&name)?,
+                "--runs" => options.runs = args.value(&name)?,
+                "--bulk-runs" => options.bulk_runs = args.value(&name)?,
+                "--latency-targets" => options.latency_targets = args.value(&name)?,
+                "--workers" => options.workers = Some(args.value(&name)?),
+                "--seconds" => options.seconds = args.value(&name)?,
+                "--raw-signatures" => options.raw_signatures = Some(args.value(&name)?),
                 "--measure-raw" => options.measure_raw = true,
-                "--sessions" => options.sessions = parse_value(&name, value())?,
-                "--module" => options.module = Some(parse_value(&name, value())?),
-                "--label" => options.label = Some(parse_value(&name, value())?),
+                "--sessions" => options.sessions = args.value(&name)?,
+                "--module" => options.module = Some(args.value(&name)?),
+                "--label" => options.label = Some(args.value(&name)?),
                 // `cargo bench` passes `--bench`, and possibly a filter.
                 _ => {}
             }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use rkm_tests::Daemon;
-use rkm_tests::binaries::binary;
+use rkm_tests::binaries::{binary, with_clean_env};
 use serde_json::Value;
 
 use crate::proc::vm_hwm_kib;
@@ -62,12 +62,7 @@ pub(crate) fn rkm_measured(daemon: &Daemon, args: &[&str]) -> anyhow::Result<Mea
     } else {
         Command::new(&rkm)
     };
-    command.env_clear();
-    for name in ["PATH", "HOME", "LANG"] {
-        if let Some(value) = std::env::var_os(name) {
-            command.env(name, value);
-        }
-    }
+    with_clean_env(&mut command);
     command
         .env("RKM_SOCKET", daemon.socket())
         .args(args)
