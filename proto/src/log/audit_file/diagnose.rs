@@ -35,38 +35,25 @@ where
 
 /// Adds a diagnosis to a [`AuditFileError::RootMismatch`] by re-reading its
 /// range with a reader from `open`; returns any other error unchanged.
-pub fn diagnose_error<R, F>(error: AuditFileError, mut open: F) -> AuditFileError
+pub fn diagnose_error<R, F>(mut error: AuditFileError, mut open: F) -> AuditFileError
 where
     R: BufRead,
     F: FnMut() -> io::Result<R>,
 {
-    match error {
-        AuditFileError::RootMismatch {
-            line,
-            size,
-            start,
-            end,
-            expected,
-            found,
-            diagnosis: None,
-        } => {
-            let diagnosis = open()
-                .map_err(AuditFileError::from)
-                .and_then(|reader| diagnose_range(reader, start, end))
-                .ok()
-                .map(Box::new);
-            AuditFileError::RootMismatch {
-                line,
-                size,
-                start,
-                end,
-                expected,
-                found,
-                diagnosis,
-            }
-        }
-        other => other,
+    if let AuditFileError::RootMismatch {
+        start,
+        end,
+        diagnosis: diagnosis @ None,
+        ..
+    } = &mut error
+    {
+        *diagnosis = open()
+            .map_err(AuditFileError::from)
+            .and_then(|reader| diagnose_range(reader, *start, *end))
+            .ok()
+            .map(Box::new);
     }
+    error
 }
 
 /// Re-reads the entries `start..end` of an audit file, decoding each with
