@@ -591,7 +591,32 @@ fn key_create_refuses_bad_thresholds_and_custodian_lists() {
         daemon.rkm(&args).unwrap()
     };
     // (what, label, threshold, custodians, exit code, in the message)
-    let refusals: [(_, _, _, _, _, &[&str]); 6] = [
+    let refusals: [(_, _, _, _, _, &[&str]); 9] = [
+        // Custodians review the label: it may not reorder or hide what they read.
+        (
+            "bidi override in the label",
+            "fleet\u{202E}1gol",
+            "2",
+            "alice,bob",
+            6,
+            &["is not valid", "letters, digits"],
+        ),
+        (
+            "zero-width space in the label",
+            "fle\u{200B}et",
+            "2",
+            "alice,bob",
+            6,
+            &["is not valid", "letters, digits"],
+        ),
+        (
+            "label shaped like a key id",
+            "rk-0011223344556677",
+            "2",
+            "alice,bob",
+            6,
+            &["is not valid", "key ids do"],
+        ),
         (
             "K = 1",
             "k1",
