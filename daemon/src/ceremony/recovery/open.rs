@@ -201,26 +201,12 @@ impl Services {
                 break;
             };
             let mut lines = Vec::new();
-            splitter
-                .push(&chunk?, &mut lines)
-                .map_err(|e| CeremonyError::InvalidArgument(format!("target manifest: {e}")))?;
-            for line in lines {
-                hasher
-                    .push(&line)
-                    .map_err(|e| CeremonyError::InvalidArgument(format!("target manifest: {e}")))?;
-                batch.push(line);
-            }
+            splitter.push(&chunk?, &mut lines).map_err(manifest_error)?;
+            hash_into_batch(&mut hasher, lines, &mut batch)?;
         }
         let mut lines = Vec::new();
-        splitter
-            .finish(&mut lines)
-            .map_err(|e| CeremonyError::InvalidArgument(format!("target manifest: {e}")))?;
-        for line in lines {
-            hasher
-                .push(&line)
-                .map_err(|e| CeremonyError::InvalidArgument(format!("target manifest: {e}")))?;
-            batch.push(line);
-        }
+        splitter.finish(&mut lines).map_err(manifest_error)?;
+        hash_into_batch(&mut hasher, lines, &mut batch)?;
         self.store_targets(ceremony_id, sequence, batch).await?;
         let targets = hasher.finish();
         if request.drill && targets.count != 0 {
@@ -274,6 +260,25 @@ impl Services {
             tracing::error!(%error, "could not remove the targets of a refused recovery request");
         }
     }
+}
+
+/// A manifest line the request's rules refuse.
+fn manifest_error(error: impl std::fmt::Display) -> CeremonyError {
+    CeremonyError::InvalidArgument(format!("target manifest: {error}"))
+}
+
+/// Adds each manifest line, in order, to the targets digest (which checks it
+/// as a device id) and queues it for storing.
+fn hash_into_batch(
+    hasher: &mut TargetsHasher,
+    lines: Vec<String>,
+    batch: &mut Vec<String>,
+) -> Result<(), CeremonyError> {
+    for line in lines {
+        hasher.push(&line).map_err(manifest_error)?;
+        batch.push(line);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
