@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "rkm/v1/custodian.proto",
         "rkm/v1/key.proto",
         "rkm/v1/recovery.proto",
+        "rkm/v1/access.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");

@@ -6,10 +6,10 @@ use rkm_proto::v1::open_recovery_request::Part;
 use rkm_proto::v1::recovery_service_server::RecoveryService;
 use rkm_proto::v1::{
     Approval, ApproveRequest, ApproveResponse, ArtefactChunk, CancelRecoveryRequest,
-    CancelRecoveryResponse, CollectArtefactRequest, GetApprovalNonceRequest,
-    GetApprovalNonceResponse, GetRecoveryRequest, GetRecoveryResponse, ListRecoveriesRequest,
-    ListRecoveriesResponse, OpenRecoveryRequest, OpenRecoveryResponse, RecoveryState,
-    RecoverySummary,
+    CancelRecoveryResponse, CollectArtefactRequest, ConfirmRecoveryRequest,
+    ConfirmRecoveryResponse, GetApprovalNonceRequest, GetApprovalNonceResponse, GetRecoveryRequest,
+    GetRecoveryResponse, ListRecoveriesRequest, ListRecoveriesResponse, OpenRecoveryRequest,
+    OpenRecoveryResponse, RecoveryState, RecoverySummary,
 };
 use tokio_stream::StreamExt as _;
 use tonic::{Request, Response, Status, Streaming};
@@ -67,6 +67,8 @@ fn to_proto(summary: recovery::RecoverySummary) -> RecoverySummary {
         signed_count: summary.signed_count,
         artefact_size: summary.artefact_size,
         failure: summary.failure,
+        awaiting_confirmation: false,
+        confirmed_by: String::new(),
     }
 }
 
@@ -177,6 +179,16 @@ impl RecoveryService for RecoveryApi {
         Ok(Response::new(CancelRecoveryResponse {
             recovery: Some(to_proto(summary)),
         }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn confirm_recovery(
+        &self,
+        _request: Request<ConfirmRecoveryRequest>,
+    ) -> Result<Response<ConfirmRecoveryResponse>, Status> {
+        Err(Status::failed_precondition(
+            "the two-person rule is off on this rkmd (recovery.two_person_rule): recoveries need no confirmation",
+        ))
     }
 
     #[tracing::instrument(skip_all)]

@@ -37,7 +37,7 @@ pub enum SignatureError {
     BadSignature,
 }
 
-fn message(label: &[u8], fields: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn message(label: &[u8], fields: &[&[u8]]) -> Vec<u8> {
     let len = label.len() + fields.iter().map(|f| 4 + f.len()).sum::<usize>();
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(label);
