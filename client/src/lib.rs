@@ -6,6 +6,7 @@
 pub mod atomic_file;
 pub mod commands;
 pub mod connect;
+pub mod custodian_auth;
 pub mod exit;
 pub mod key_record_file;
 pub mod key_report;

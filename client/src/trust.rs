@@ -60,9 +60,10 @@ pub struct TrustedLog {
 /// rkmd's audit key as it states it, and the origin it names for its log.
 async fn daemon_audit_key(
     client: &mut AuditServiceClient<Channel>,
+    request: tonic::Request<GetAuditKeyRequest>,
 ) -> anyhow::Result<(VerifierKey, String)> {
     let response = client
-        .get_audit_key(GetAuditKeyRequest {})
+        .get_audit_key(request)
         .await
         .rpc("asking rkmd for its audit key")?
         .into_inner();
@@ -87,7 +88,8 @@ pub async fn trust_daemon_key(
     client: &mut AuditServiceClient<Channel>,
     trusted: Option<(&VerifierKey, &str)>,
 ) -> anyhow::Result<TrustedLog> {
-    let (daemon_key, origin) = daemon_audit_key(client).await?;
+    let (daemon_key, origin) =
+        daemon_audit_key(client, tonic::Request::new(GetAuditKeyRequest {})).await?;
     if origin != daemon_key.name() {
         return Err(VerificationFailed::error(format!(
             "rkmd's log origin {origin:?} is not the name of its audit key {:?}",
@@ -149,13 +151,21 @@ pub async fn audit_key_for_fetch(
     given: Option<&str>,
     dir: &ShareDir,
     channel: Channel,
+    identity: &rkm_proto::identity::CustodianIdentity,
 ) -> anyhow::Result<VerifierKey> {
     if let Some(text) = given {
         let key = parse_given_audit_key(text)?;
         check_pin(dir, key.name(), &key, "--audit-key")?;
         return Ok(key);
     }
-    let (key, _) = daemon_audit_key(&mut AuditServiceClient::new(channel)).await?;
+    let request = crate::custodian_auth::signed_request(
+        &channel,
+        identity,
+        crate::custodian_auth::method::GET_AUDIT_KEY,
+        GetAuditKeyRequest {},
+    )
+    .await?;
+    let (key, _) = daemon_audit_key(&mut AuditServiceClient::new(channel), request).await?;
     if !check_pin(dir, key.name(), &key, "rkmd's audit key")? {
         eprintln!(
             "rkm: trusting rkmd's audit key on first use: {key}\nrkm: fingerprint {} — compare it with the one `rkmd init` printed; {} will pin it",

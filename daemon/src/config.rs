@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::access::settings::env_list;
+pub use crate::access::settings::{AccessSettings, RecoverySettings, TlsSettings};
 use crate::secrets::UserPin;
 
 /// Environment variable that holds the HSM user PIN itself.
@@ -43,9 +45,11 @@ pub enum ConfigError {
     #[error("the HSM PIN is empty; put the PIN in {source_name}")]
     PinEmpty { source_name: String },
     #[error(
-        "listen.tcp {addr} is not a loopback address: remote access needs TLS with client certificates, which this rkmd does not offer yet; listen on 127.0.0.1 or ::1, or use the Unix socket"
+        "listen.tcp {addr} needs TLS: set tls.certificate, tls.private_key and tls.client_ca (RKM_TLS_CERTIFICATE, RKM_TLS_PRIVATE_KEY, RKM_TLS_CLIENT_CA); `rkmd dev-pki DIR` makes a development set"
     )]
-    TcpNotLoopback { addr: SocketAddr },
+    TcpWithoutTls { addr: SocketAddr },
+    #[error("{0}")]
+    Access(#[from] crate::access::roles::PrincipalError),
 }
 
 /// Log output format.
@@ -68,6 +72,9 @@ pub struct Settings {
     pub store: StoreSettings,
     pub keys: KeySettings,
     pub log: LogSettings,
+    pub tls: TlsSettings,
+    pub access: AccessSettings,
+    pub recovery: RecoverySettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -147,6 +154,9 @@ impl Default for Settings {
             store: StoreSettings::default(),
             keys: KeySettings::default(),
             log: LogSettings::default(),
+            tls: TlsSettings::default(),
+            access: AccessSettings::default(),
+            recovery: RecoverySettings::default(),
         }
     }
 }
@@ -223,7 +233,52 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc {
         key: "listen.tcp",
         env: "RKM_LISTEN_TCP",
-        help: "extra loopback TCP address, e.g. 127.0.0.1:7443 [off]",
+        help: "TCP address served with TLS 1.3, e.g. 0.0.0.0:7443 [off]",
+    },
+    SettingDoc {
+        key: "tls.certificate",
+        env: "RKM_TLS_CERTIFICATE",
+        help: "PEM certificate chain of the TCP listener",
+    },
+    SettingDoc {
+        key: "tls.private_key",
+        env: "RKM_TLS_PRIVATE_KEY",
+        help: "PEM PKCS#8 key of that certificate (mode 0600)",
+    },
+    SettingDoc {
+        key: "tls.client_ca",
+        env: "RKM_TLS_CLIENT_CA",
+        help: "PEM trust anchors of operators', auditors' and admins' certificates",
+    },
+    SettingDoc {
+        key: "access.admin",
+        env: "RKM_ACCESS_ADMIN",
+        help: "who enrols custodians and imports keys: cn:NAME, sha256:HEX, uid:N, comma-separated",
+    },
+    SettingDoc {
+        key: "access.operator",
+        env: "RKM_ACCESS_OPERATOR",
+        help: "who runs ceremonies (same forms) [rkmd's own uid, if no uid is listed]",
+    },
+    SettingDoc {
+        key: "access.auditor",
+        env: "RKM_ACCESS_AUDITOR",
+        help: "who reads the audit log, keys and ceremonies (same forms)",
+    },
+    SettingDoc {
+        key: "access.lock_after",
+        env: "RKM_ACCESS_LOCK_AFTER",
+        help: "authentication failures in a minute that lock a peer or identity out [10]",
+    },
+    SettingDoc {
+        key: "access.lockout_seconds",
+        env: "RKM_ACCESS_LOCKOUT_SECONDS",
+        help: "how long a lockout lasts [300]",
+    },
+    SettingDoc {
+        key: "recovery.two_person_rule",
+        env: "RKM_RECOVERY_TWO_PERSON_RULE",
+        help: "a second operator must confirm each recovery (not drills) [false]",
     },
     SettingDoc {
         key: "audit.origin",
@@ -343,6 +398,30 @@ impl Settings {
                 "listen.tcp" => {
                     self.listen.tcp = Some(value.parse().map_err(|e| invalid(format!("{e}")))?);
                 }
+                "tls.certificate" => self.tls.certificate = Some(PathBuf::from(&value)),
+                "tls.private_key" => self.tls.private_key = Some(PathBuf::from(&value)),
+                "tls.client_ca" => self.tls.client_ca = Some(PathBuf::from(&value)),
+                "access.admin" => self.access.admin = env_list(&value),
+                "access.operator" => self.access.operator = env_list(&value),
+                "access.auditor" => self.access.auditor = env_list(&value),
+                "access.lock_after" => {
+                    self.access.lock_after = value
+                        .parse()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| invalid("expected a whole number above 0".to_owned()))?;
+                }
+                "access.lockout_seconds" => {
+                    self.access.lockout_seconds =
+                        value.parse().map_err(|e| invalid(format!("{e}")))?;
+                }
+                "recovery.two_person_rule" => {
+                    self.recovery.two_person_rule = match value.as_str() {
+                        "true" | "1" | "yes" => true,
+                        "false" | "0" | "no" => false,
+                        _ => return Err(invalid("expected true or false".to_owned())),
+                    };
+                }
                 "audit.origin" => self.audit.origin = value.clone(),
                 "audit.checkpoint_interval_ms" => {
                     self.audit.checkpoint_interval_ms =
@@ -400,12 +479,34 @@ impl Settings {
     /// Checks settings that parse but cannot be served safely.
     ///
     /// # Errors
-    /// A TCP listener on a non-loopback address.
+    /// A TCP listener without TLS settings; a malformed role entry.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        match self.listen.tcp {
-            Some(addr) if !addr.ip().is_loopback() => Err(ConfigError::TcpNotLoopback { addr }),
-            _ => Ok(()),
+        if let Some(addr) = self.listen.tcp {
+            let tls = &self.tls;
+            if tls.certificate.is_none() || tls.private_key.is_none() || tls.client_ca.is_none() {
+                return Err(ConfigError::TcpWithoutTls { addr });
+            }
         }
+        self.role_map()?;
+        Ok(())
+    }
+
+    /// The configured role assignments.
+    ///
+    /// # Errors
+    /// A malformed entry.
+    pub fn role_map(
+        &self,
+    ) -> Result<crate::access::roles::RoleMap, crate::access::roles::PrincipalError> {
+        use crate::access::Role;
+        crate::access::roles::RoleMap::from_settings(
+            [
+                (Role::Admin, &self.access.admin),
+                (Role::Operator, &self.access.operator),
+                (Role::Auditor, &self.access.auditor),
+            ],
+            rustix::process::getuid().as_raw(),
+        )
     }
 
     /// The HSM user PIN, from `RKM_HSM_PIN` or `hsm.pin_file`.
@@ -462,7 +563,13 @@ mod tests {
             settings.hsm.pin_file,
             Some(PathBuf::from("/etc/rkm/hsm.pin"))
         );
-        assert_eq!(settings.listen.tcp, Some("127.0.0.1:7443".parse().unwrap()));
+        assert_eq!(settings.listen.tcp, Some("0.0.0.0:7443".parse().unwrap()));
+        assert_eq!(
+            settings.tls.client_ca,
+            Some(PathBuf::from("/etc/rkm/tls/clients-ca.pem"))
+        );
+        assert_eq!(settings.access.operator, vec!["cn:rkm-operator".to_owned()]);
+        assert!(!settings.recovery.two_person_rule);
         assert_eq!(settings.log.format, LogFormat::Text);
         assert_eq!(settings.audit.checkpoint_interval_ms, 2000);
         assert_eq!(settings.store.max_size_mb, 0);
@@ -482,6 +589,10 @@ mod tests {
                     "RKM_AUDIT_MAX_BATCH" => "8",
                     "RKM_STORE_MAX_SIZE_MB" => "64",
                     "RKM_KEYS_ATTESTATION_WINDOW_DAYS" => "30",
+                    "RKM_ACCESS_OPERATOR" => "cn:a, uid:7",
+                    "RKM_ACCESS_LOCK_AFTER" => "4",
+                    "RKM_ACCESS_LOCKOUT_SECONDS" => "9",
+                    "RKM_RECOVERY_TWO_PERSON_RULE" => "true",
                     other => other,
                 }
                 .to_owned(),
@@ -497,6 +608,17 @@ mod tests {
         assert_eq!(settings.audit.max_batch, 8);
         assert_eq!(settings.store.max_size_mb, 64);
         assert_eq!(settings.keys.attestation_window_days, 30);
+        assert_eq!(
+            settings.access.operator,
+            vec!["cn:a".to_owned(), "uid:7".to_owned()]
+        );
+        assert_eq!(settings.access.lock_after, 4);
+        assert_eq!(settings.access.lockout_seconds, 9);
+        assert!(settings.recovery.two_person_rule);
+        assert_eq!(
+            settings.tls.client_ca,
+            Some(PathBuf::from("RKM_TLS_CLIENT_CA"))
+        );
     }
 
     #[test]
@@ -527,12 +649,19 @@ mod tests {
     }
 
     #[test]
-    fn remote_tcp_listener_is_refused_until_tls_exists() {
+    fn tcp_listener_without_tls_is_refused() {
         let mut settings = Settings::default();
-        settings.listen.tcp = Some("0.0.0.0:7443".parse().unwrap());
-        assert!(matches!(
-            settings.validate(),
-            Err(ConfigError::TcpNotLoopback { .. })
-        ));
+        settings.listen.tcp = Some("127.0.0.1:7443".parse().unwrap());
+        let error = settings.validate().unwrap_err();
+        assert!(matches!(error, ConfigError::TcpWithoutTls { .. }));
+        assert!(error.to_string().contains("rkmd dev-pki"), "{error}");
+    }
+
+    #[test]
+    fn malformed_role_entry_is_refused_at_start() {
+        let mut settings = Settings::default();
+        settings.access.auditor = vec!["bob".to_owned()];
+        let error = settings.validate().unwrap_err().to_string();
+        assert!(error.contains("access.auditor"), "{error}");
     }
 }

@@ -44,6 +44,8 @@ pub enum DaemonError {
         what: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] crate::access::tls::TlsSetupError),
     #[error("the gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
 }

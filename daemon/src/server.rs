@@ -1,5 +1,6 @@
-//! `rkmd serve`: the gRPC services on a Unix socket (mode 0600) and optionally
-//! a loopback TCP port, until SIGTERM or SIGINT.
+//! `rkmd serve`: the gRPC services on a Unix socket (mode 0600) and
+//! optionally a TCP port with TLS 1.3, both behind the access layer, until
+//! SIGTERM or SIGINT.
 
 use rkm_proto::audit_entry::action;
 use std::path::{Path, PathBuf};
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use rkm_proto::v1::access_service_server::AccessServiceServer;
 use rkm_proto::v1::audit_service_server::AuditServiceServer;
 use rkm_proto::v1::custodian_service_server::CustodianServiceServer;
 use rkm_proto::v1::key_service_server::KeyServiceServer;
@@ -14,10 +16,17 @@ use rkm_proto::v1::recovery_service_server::RecoveryServiceServer;
 use rkm_proto::v1::system_service_server::SystemServiceServer;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::UnixListenerStream;
 use tonic::service::Routes;
 use tonic::transport::Server;
 
+use crate::access::custodian_auth::CustodianAuthenticator;
+use crate::access::guard::Guard;
+use crate::access::layer::{AccessControl, AccessLayer};
+use crate::access::peer::LocalConnection;
+use crate::access::tls::{self, TlsServer};
+use crate::api::access::AccessApi;
 use crate::api::audit::AuditApi;
 use crate::api::custodian::CustodianApi;
 use crate::api::key::KeyApi;
@@ -26,7 +35,7 @@ use crate::api::system::SystemApi;
 use crate::audit::{AuditLog, Event};
 use crate::ceremony::Services;
 use crate::ceremony::recovery::RecoveryRuntime;
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings, TlsSettings};
 use crate::error::DaemonError;
 use crate::startup;
 
@@ -35,6 +44,22 @@ use crate::startup;
 /// # Errors
 /// Start-up fails (configuration, store, HSM, socket) or the server fails.
 pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
+    let tls = match (&settings.listen.tcp, &settings.tls) {
+        (
+            Some(_),
+            TlsSettings {
+                certificate: Some(certificate),
+                private_key: Some(private_key),
+                client_ca: Some(client_ca),
+            },
+        ) => Some(Arc::new(TlsServer::load(
+            certificate,
+            private_key,
+            client_ca,
+        )?)),
+        _ => None,
+    };
+    let roles = settings.role_map().map_err(ConfigError::from)?;
     let (store, hsm) = startup::open(&settings).await?;
     let audit_key = startup::bound_audit_key(&settings, &store, &hsm).await?;
     let (audit, verification) = AuditLog::open(
@@ -84,7 +109,24 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
         .resume_signing()
         .await
         .map_err(|e| DaemonError::Ceremony(Box::new(e)))?;
-    let routes = routes(system, AuditApi { log: audit.clone() }, services.clone()).await;
+    let custodians = Arc::new(CustodianAuthenticator::new(
+        store.clone(),
+        Duration::from_secs(settings.access.challenge_seconds),
+        settings.access.custodian_clock_skew_seconds,
+    ));
+    let guard = Guard::new(audit.clone(), settings.access.guard());
+    let access = AccessLayer::new(Arc::new(AccessControl {
+        roles,
+        guard: guard.clone(),
+        custodians: custodians.clone(),
+    }));
+    let routes = routes(
+        system,
+        AuditApi { log: audit.clone() },
+        AccessApi { custodians },
+        services.clone(),
+    )
+    .await;
 
     let socket_path = settings.socket_path();
     let unix = bind_unix_socket(&socket_path)?;
@@ -94,26 +136,33 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
         settings.audit_config().checkpoint_interval,
         checkpoints_stop.clone(),
     );
-    let sweeper = spawn_expiry_sweeper(services.clone(), checkpoints_stop);
+    let sweeper = spawn_expiry_sweeper(services.clone(), guard.clone(), checkpoints_stop);
     let mut servers = tokio::task::JoinSet::new();
+    let local = UnixListenerStream::new(unix).map(|accepted| accepted.map(LocalConnection::new));
     servers.spawn(
         Server::builder()
+            .layer(access.clone())
             .add_routes(routes.clone())
-            .serve_with_incoming_shutdown(UnixListenerStream::new(unix), stopped(stop.clone())),
+            .serve_with_incoming_shutdown(local, stopped(stop.clone())),
     );
-    if let Some(addr) = settings.listen.tcp {
+    if let (Some(addr), Some(tls)) = (settings.listen.tcp, tls) {
         let tcp = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| DaemonError::Listen {
                 what: addr.to_string(),
                 source,
             })?;
+        let bound = tcp.local_addr().unwrap_or(addr);
         servers.spawn(
             Server::builder()
+                .layer(access)
                 .add_routes(routes)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(tcp), stopped(stop.clone())),
+                .serve_with_incoming_shutdown(
+                    tls::incoming(tcp, tls, guard.clone()),
+                    stopped(stop.clone()),
+                ),
         );
-        tracing::info!(%addr, "listening on loopback TCP");
+        tracing::info!(addr = %bound, "listening on TCP with TLS 1.3");
     }
     tracing::info!(
         socket = %socket_path.display(),
@@ -145,6 +194,7 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
     if sweeper.await.is_err() {
         tracing::error!("the expiry sweeper failed");
     }
+    guard.flush_bursts(true).await;
     if checkpointer.await.is_err() {
         tracing::error!("the checkpointer task failed");
     }
@@ -156,7 +206,12 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
     result
 }
 
-async fn routes(system: SystemApi, audit: AuditApi, services: Services) -> Routes {
+async fn routes(
+    system: SystemApi,
+    audit: AuditApi,
+    access: AccessApi,
+    services: Services,
+) -> Routes {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<SystemServiceServer<SystemApi>>()
@@ -182,6 +237,7 @@ async fn routes(system: SystemApi, audit: AuditApi, services: Services) -> Route
     routes
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(AccessServiceServer::new(access))
         .add_service(SystemServiceServer::new(system))
         .add_service(AuditServiceServer::new(audit))
         .add_service(CustodianServiceServer::new(CustodianApi {
@@ -195,9 +251,11 @@ async fn routes(system: SystemApi, audit: AuditApi, services: Services) -> Route
 }
 
 /// Expires ceremonies whose time is up, once a second, so held shares and
-/// envelopes do not outlive their window even when nobody looks.
+/// envelopes do not outlive their window even when nobody looks; and
+/// records the bursts of refusals whose window closed.
 fn spawn_expiry_sweeper(
     services: Services,
+    guard: Arc<Guard>,
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -208,6 +266,7 @@ fn spawn_expiry_sweeper(
             }
             services.expire_due().await;
             services.expire_key_generations().await;
+            guard.flush_bursts(false).await;
         }
     })
 }

@@ -127,7 +127,10 @@ fn drill_signs_only_a_challenge_and_reports_who_when_and_what_went_wrong() {
     let problems = done["problems"].as_array().unwrap();
     assert_eq!(problems.len(), 1, "{done}");
     assert!(
-        problems[0].as_str().unwrap().contains("recovery.approve")
+        problems[0]
+            .as_str()
+            .unwrap()
+            .contains("access.refused by custodian:")
             && problems[0].as_str().unwrap().contains("disabled"),
         "{done}"
     );

@@ -275,16 +275,14 @@ fn status_over_the_loopback_tcp_listener_answers_the_cli_until_stopped() {
 }
 
 #[test]
-fn serve_with_a_non_loopback_tcp_address_exits_nonzero_naming_the_setting() {
+fn serve_with_a_tcp_address_but_no_tls_exits_nonzero_naming_the_settings() {
     let mut daemon = DaemonBuilder::default().initialised().unwrap();
     daemon.set_env("RKM_LISTEN_TCP", "0.0.0.0:7443");
     let (code, log) = serve_expecting_refusal(&daemon);
     assert_ne!(code, Some(0));
-    assert!(
-        log.contains("listen.tcp 0.0.0.0:7443 is not a loopback address"),
-        "{log}"
-    );
-    assert!(log.contains("listen on 127.0.0.1 or ::1"), "{log}");
+    assert!(log.contains("listen.tcp 0.0.0.0:7443 needs TLS"), "{log}");
+    assert!(log.contains("RKM_TLS_CERTIFICATE"), "{log}");
+    assert!(log.contains("rkmd dev-pki DIR"), "{log}");
 }
 
 #[test]

@@ -404,7 +404,7 @@ fn share_fetch_refusals_are_clear_and_store_nothing() {
     assert_fails(
         &impostor.fetch(&daemon, "fleet-test", &[]),
         4,
-        &["not signed by custodian \"alice\""],
+        &["does not verify with the custodian's enrolled key"],
         "impostor",
     );
     impostor.assert_nothing_stored("impostor");

@@ -244,8 +244,13 @@ fn problems(entries: &[AuditEntry]) -> Vec<String> {
         .iter()
         .filter(|e| e.outcome != Outcome::Ok)
         .map(|e| {
+            let method = e
+                .details
+                .get("method")
+                .map(|method| format!(" ({method})"))
+                .unwrap_or_default();
             format!(
-                "{} {} by {}: {}",
+                "{} {} by {}{method}: {}",
                 e.time,
                 e.action,
                 e.actor,
@@ -269,7 +274,9 @@ async fn report(args: &ReportArgs, target: &Target, output: OutputFormat) -> any
     let channel = target.connect().await?;
     let summary = get_recovery(
         &mut RecoveryServiceClient::new(channel.clone()),
-        &args.ceremony_id,
+        rkm_proto::v1::GetRecoveryRequest {
+            ceremony_id: args.ceremony_id.clone(),
+        },
     )
     .await?;
     if !summary.drill {

@@ -12,6 +12,7 @@ use rkm_proto::v1::{AcknowledgeNoticeRequest, ListNoticesRequest, Notice};
 use serde::Serialize;
 
 use crate::connect::Target;
+use crate::custodian_auth::{method, signed_request};
 use crate::exit::RpcResultExt as _;
 use crate::output::{OutputFormat, emit, print_json};
 use crate::passphrase::{PassphraseArgs, open_identity};
@@ -24,11 +25,19 @@ pub enum NoticeCommand {
 }
 
 /// List the notices rkmd sent, oldest first.
+///
+/// Operators and auditors see every custodian's notices; a custodian gives
+/// --identity and sees their own.
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
     /// Only the notices to this custodian.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "identity")]
     pub custodian: Option<String>,
+    /// Your identity file, to list your own notices as a custodian.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
 }
 
 /// Acknowledge a notice sent to you, signed with your identity.
@@ -78,10 +87,21 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     match command {
         NoticeCommand::List(args) => {
-            let notices: Vec<NoticeReport> = CustodianServiceClient::new(target.connect().await?)
-                .list_notices(ListNoticesRequest {
+            let channel = target.connect().await?;
+            let request = match &args.identity {
+                Some(path) => {
+                    let identity = open_identity(path, &args.passphrase)?;
+                    let request = ListNoticesRequest {
+                        custodian: identity.name().to_owned(),
+                    };
+                    signed_request(&channel, &identity, method::LIST_NOTICES, request).await?
+                }
+                None => tonic::Request::new(ListNoticesRequest {
                     custodian: args.custodian.unwrap_or_default(),
-                })
+                }),
+            };
+            let notices: Vec<NoticeReport> = CustodianServiceClient::new(channel)
+                .list_notices(request)
                 .await
                 .rpc("listing notices")?
                 .into_inner()
@@ -97,12 +117,16 @@ pub async fn run(
         NoticeCommand::Ack(args) => {
             let identity = open_identity(&args.identity, &args.passphrase)?;
             let signature = identity.sign(&notice_ack_message(&args.notice_id, identity.name()));
-            let notice = CustodianServiceClient::new(target.connect().await?)
-                .acknowledge_notice(AcknowledgeNoticeRequest {
-                    notice_id: args.notice_id,
-                    custodian: identity.name().to_owned(),
-                    signature: signature.to_vec(),
-                })
+            let channel = target.connect().await?;
+            let request = AcknowledgeNoticeRequest {
+                notice_id: args.notice_id,
+                custodian: identity.name().to_owned(),
+                signature: signature.to_vec(),
+            };
+            let signed =
+                signed_request(&channel, &identity, method::ACKNOWLEDGE_NOTICE, request).await?;
+            let notice = CustodianServiceClient::new(channel)
+                .acknowledge_notice(signed)
                 .await
                 .rpc("acknowledging the notice")?
                 .into_inner()

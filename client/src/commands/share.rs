@@ -22,6 +22,7 @@ use serde::Serialize;
 use tonic::transport::Channel;
 
 use crate::connect::Target;
+use crate::custodian_auth::{method, signed_request};
 use crate::exit::{RpcResultExt as _, VerificationFailed};
 use crate::key_report::{KeyReport, attestation_summary};
 use crate::output::{OutputFormat, emit, print_json};
@@ -184,14 +185,23 @@ fn unix_now() -> anyhow::Result<u64> {
 /// Asks rkmd for the key and for this custodian's envelope of it, signed
 /// for with the identity. Returns the key id and what rkmd sent.
 async fn fetch_envelope(
-    keys: &mut KeyServiceClient<Channel>,
+    channel: &Channel,
     identity: &CustodianIdentity,
     key: &str,
 ) -> anyhow::Result<(String, FetchEnvelopeResponse)> {
+    let mut keys = KeyServiceClient::new(channel.clone());
     let summary = keys
-        .get_key(GetKeyRequest {
-            key: key.to_owned(),
-        })
+        .get_key(
+            signed_request(
+                channel,
+                identity,
+                method::GET_KEY,
+                GetKeyRequest {
+                    key: key.to_owned(),
+                },
+            )
+            .await?,
+        )
         .await
         .rpc("looking up the key")?
         .into_inner()
@@ -202,13 +212,14 @@ async fn fetch_envelope(
         .map_err(|error| VerificationFailed::error(format!("rkmd named the key oddly: {error}")))?;
     let unix_time = unix_now()?;
     let signature = identity.sign(&envelope_fetch_message(&key_id, identity.name(), unix_time));
+    let request = FetchEnvelopeRequest {
+        key: key_id.clone(),
+        custodian: identity.name().to_owned(),
+        unix_time,
+        signature: signature.to_vec(),
+    };
     let fetched = keys
-        .fetch_envelope(FetchEnvelopeRequest {
-            key: key_id.clone(),
-            custodian: identity.name().to_owned(),
-            unix_time,
-            signature: signature.to_vec(),
-        })
+        .fetch_envelope(signed_request(channel, identity, method::FETCH_ENVELOPE, request).await?)
         .await
         .rpc("fetching your share envelope")?
         .into_inner();
@@ -224,7 +235,7 @@ async fn fetch_envelope(
 /// Signs the receipt of a verified, stored share and sends it with its
 /// possession proof; returns the key as rkmd then reports it.
 async fn send_receipt(
-    keys: &mut KeyServiceClient<Channel>,
+    channel: &Channel,
     identity: &CustodianIdentity,
     share: &VerifiedFacts,
     possession_key: &PossessionKey,
@@ -232,26 +243,28 @@ async fn send_receipt(
     let key_id = &share.record.key_id;
     let message = share_receipt_message(key_id, identity.name(), share.x, &share.commitment);
     let receipt = identity.sign(&message);
-    keys.submit_receipt(SubmitReceiptRequest {
+    let request = SubmitReceiptRequest {
         key_id: key_id.clone(),
         custodian: identity.name().to_owned(),
         signature: receipt.to_vec(),
         possession_proof: possession_key.prove(&message).to_vec(),
-    })
-    .await
-    .rpc("sending your receipt")?
-    .into_inner()
-    .key
-    .context("rkmd sent no key")
+    };
+    KeyServiceClient::new(channel.clone())
+        .submit_receipt(signed_request(channel, identity, method::SUBMIT_RECEIPT, request).await?)
+        .await
+        .rpc("sending your receipt")?
+        .into_inner()
+        .key
+        .context("rkmd sent no key")
 }
 
 async fn fetch(args: FetchArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
     let identity = args.share.files.open_identity()?;
     let dir = args.share.files.share_dir.resolve()?;
     let channel = target.connect().await?;
-    let mut keys = KeyServiceClient::new(channel.clone());
-    let (key_id, fetched) = fetch_envelope(&mut keys, &identity, &args.share.key).await?;
-    let audit_key = audit_key_for_fetch(args.audit_key.as_deref(), &dir, channel).await?;
+    let (key_id, fetched) = fetch_envelope(&channel, &identity, &args.share.key).await?;
+    let audit_key =
+        audit_key_for_fetch(args.audit_key.as_deref(), &dir, channel.clone(), &identity).await?;
     let (share, possession_key) = VerifiedShare::check(
         &fetched.envelope,
         &fetched.signed_key_record,
@@ -269,7 +282,7 @@ async fn fetch(args: FetchArgs, target: &Target, output: OutputFormat) -> anyhow
     let stored = dir.store(&key_id, &fetched.envelope, &fetched.signed_key_record)?;
     dir.pin_audit_key(&audit_key)?;
     let folder = dir.key_folder(&key_id);
-    let key = send_receipt(&mut keys, &identity, &share, &possession_key)
+    let key = send_receipt(&channel, &identity, &share, &possession_key)
         .await
         .with_context(|| {
             format!(
@@ -351,14 +364,16 @@ async fn attest(
         unix_time,
     );
     let signature = identity.sign(&message);
-    let key = KeyServiceClient::new(target.connect().await?)
-        .attest_share(AttestShareRequest {
-            key_id: checked.record.key_id.clone(),
-            custodian: identity.name().to_owned(),
-            unix_time,
-            signature: signature.to_vec(),
-            possession_proof: possession_key.prove(&message).to_vec(),
-        })
+    let channel = target.connect().await?;
+    let request = AttestShareRequest {
+        key_id: checked.record.key_id.clone(),
+        custodian: identity.name().to_owned(),
+        unix_time,
+        signature: signature.to_vec(),
+        possession_proof: possession_key.prove(&message).to_vec(),
+    };
+    let key = KeyServiceClient::new(channel.clone())
+        .attest_share(signed_request(&channel, identity, method::ATTEST_SHARE, request).await?)
         .await
         .rpc("sending your share attestation")?
         .into_inner()

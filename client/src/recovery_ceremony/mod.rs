@@ -139,12 +139,10 @@ pub fn checked_request(summary: &RecoverySummary) -> anyhow::Result<(CanonicalRe
 /// rkmd cannot be reached, does not know the ceremony, or sends none.
 pub async fn get_recovery(
     client: &mut RecoveryServiceClient<Channel>,
-    ceremony_id: &str,
+    request: impl tonic::IntoRequest<GetRecoveryRequest>,
 ) -> anyhow::Result<RecoverySummary> {
     client
-        .get_recovery(GetRecoveryRequest {
-            ceremony_id: ceremony_id.to_owned(),
-        })
+        .get_recovery(request)
         .await
         .rpc("asking rkmd for the recovery ceremony")?
         .into_inner()

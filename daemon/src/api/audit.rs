@@ -14,7 +14,7 @@ use rkm_proto::v1::{
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{ResponseStream, audit_status, ceremony_status, peer_actor};
+use super::{ResponseStream, actor, audit_status, ceremony_status};
 use crate::audit::{self, AuditLog};
 use crate::ceremony::audit_note;
 
@@ -183,7 +183,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<RecordNoteRequest>,
     ) -> Result<Response<RecordNoteResponse>, Status> {
-        let actor = peer_actor(&request);
+        let actor = actor(&request);
         let note = request.into_inner();
         let index = audit_note::record_note(&self.log, actor, note.subject, note.message)
             .await

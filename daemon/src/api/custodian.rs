@@ -8,7 +8,7 @@ use rkm_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{ceremony_status, peer_actor};
+use super::{actor, ceremony_status};
 use crate::ceremony::{Services, custodians, notices};
 
 /// Serves [`CustodianService`].
@@ -47,7 +47,7 @@ impl CustodianService for CustodianApi {
         &self,
         request: Request<EnrolCustodianRequest>,
     ) -> Result<Response<EnrolCustodianResponse>, Status> {
-        let actor = peer_actor(&request);
+        let actor = actor(&request);
         let custodian = self
             .services
             .enrol_custodian(&actor, request.into_inner().card)
@@ -78,7 +78,7 @@ impl CustodianService for CustodianApi {
         &self,
         request: Request<DisableCustodianRequest>,
     ) -> Result<Response<DisableCustodianResponse>, Status> {
-        let actor = peer_actor(&request);
+        let actor = actor(&request);
         let request = request.into_inner();
         let custodian = self
             .services
@@ -110,7 +110,7 @@ impl CustodianService for CustodianApi {
         &self,
         request: Request<AcknowledgeNoticeRequest>,
     ) -> Result<Response<AcknowledgeNoticeResponse>, Status> {
-        let peer = peer_actor(&request);
+        let peer = actor(&request);
         let request = request.into_inner();
         let notice = self
             .services

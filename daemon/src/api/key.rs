@@ -10,7 +10,7 @@ use rkm_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{ceremony_status, peer_actor};
+use super::{actor, ceremony_status};
 use crate::ceremony::Services;
 use crate::ceremony::keygen::{self, KeyRequest};
 
@@ -65,7 +65,7 @@ impl KeyService for KeyApi {
         &self,
         request: Request<CreateKeyRequest>,
     ) -> Result<Response<CreateKeyResponse>, Status> {
-        let actor = peer_actor(&request);
+        let actor = actor(&request);
         let request = request.into_inner();
         let key = self
             .services
@@ -121,7 +121,7 @@ impl KeyService for KeyApi {
         &self,
         request: Request<FetchEnvelopeRequest>,
     ) -> Result<Response<FetchEnvelopeResponse>, Status> {
-        let peer = peer_actor(&request);
+        let peer = actor(&request);
         let request = request.into_inner();
         let fetched = self
             .services
@@ -146,7 +146,7 @@ impl KeyService for KeyApi {
         &self,
         request: Request<SubmitReceiptRequest>,
     ) -> Result<Response<SubmitReceiptResponse>, Status> {
-        let peer = peer_actor(&request);
+        let peer = actor(&request);
         let request = request.into_inner();
         let key = self
             .services
@@ -169,7 +169,7 @@ impl KeyService for KeyApi {
         &self,
         request: Request<AttestShareRequest>,
     ) -> Result<Response<AttestShareResponse>, Status> {
-        let peer = peer_actor(&request);
+        let peer = actor(&request);
         let request = request.into_inner();
         let key = self
             .services
@@ -193,7 +193,7 @@ impl KeyService for KeyApi {
         &self,
         request: Request<ImportKeyRequest>,
     ) -> Result<Response<ImportKeyResponse>, Status> {
-        let actor = peer_actor(&request);
+        let actor = actor(&request);
         let request = request.into_inner();
         let key = self
             .services

@@ -1,6 +1,7 @@
 //! The gRPC front end: tonic services, and the one place where daemon errors
 //! become `tonic::Status` (detail logged, a safe message returned).
 
+pub mod access;
 pub mod audit;
 pub mod custodian;
 pub mod key;
@@ -12,6 +13,7 @@ use std::pin::Pin;
 use tokio_stream::Stream;
 use tonic::Status;
 
+use crate::access::{Caller, Identity};
 use crate::audit::AuditError;
 use crate::ceremony::CeremonyError;
 use crate::hsm::HsmError;
@@ -61,20 +63,23 @@ pub fn audit_status(error: AuditError) -> Status {
     }
 }
 
-/// Who is calling, for audit entries: the Unix peer's uid, or the TCP peer.
-pub fn peer_actor<T>(request: &tonic::Request<T>) -> String {
-    if let Some(info) = request
+/// The caller the access layer established. A request that did not pass
+/// through the layer (none does in rkmd) is anonymous.
+pub fn caller<T>(request: &tonic::Request<T>) -> Caller {
+    request
         .extensions()
-        .get::<tonic::transport::server::UdsConnectInfo>()
-    {
-        if let Some(credentials) = info.peer_cred {
-            return format!("local:uid={}", credentials.uid());
-        }
-    }
-    match request.remote_addr() {
-        Some(addr) => format!("tcp:{addr}"),
-        None => "unknown".to_owned(),
-    }
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or(Caller {
+            identity: Identity::Anonymous,
+            peer: "unknown".to_owned(),
+            roles: Vec::new(),
+        })
+}
+
+/// How audit entries name the caller of `request`.
+pub fn actor<T>(request: &tonic::Request<T>) -> String {
+    caller(request).actor()
 }
 
 /// Maps a ceremony error to the status a client should act on.

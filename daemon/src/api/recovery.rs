@@ -14,7 +14,7 @@ use rkm_proto::v1::{
 use tokio_stream::StreamExt as _;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{ResponseStream, ceremony_status, peer_actor};
+use super::{ResponseStream, actor, ceremony_status};
 use crate::ceremony::recovery::{self, ApprovalSubmission, OpenRequest};
 use crate::ceremony::{CeremonyError, Services};
 
@@ -81,7 +81,7 @@ impl RecoveryService for RecoveryApi {
         &self,
         request: Request<Streaming<OpenRecoveryRequest>>,
     ) -> Result<Response<OpenRecoveryResponse>, Status> {
-        let actor = peer_actor(&request);
+        let actor = actor(&request);
         let mut parts = request.into_inner();
         let header = match parts.message().await? {
             Some(OpenRecoveryRequest {
@@ -169,7 +169,7 @@ impl RecoveryService for RecoveryApi {
         &self,
         request: Request<CancelRecoveryRequest>,
     ) -> Result<Response<CancelRecoveryResponse>, Status> {
-        let actor = peer_actor(&request);
+        let actor = actor(&request);
         let request = request.into_inner();
         let summary = self
             .services
@@ -196,7 +196,7 @@ impl RecoveryService for RecoveryApi {
         &self,
         request: Request<GetApprovalNonceRequest>,
     ) -> Result<Response<GetApprovalNonceResponse>, Status> {
-        let peer = peer_actor(&request);
+        let peer = actor(&request);
         let request = request.into_inner();
         let (nonce, expires_at) = self
             .services
@@ -214,7 +214,7 @@ impl RecoveryService for RecoveryApi {
         &self,
         request: Request<ApproveRequest>,
     ) -> Result<Response<ApproveResponse>, Status> {
-        let peer = peer_actor(&request);
+        let peer = actor(&request);
         let request = request.into_inner();
         let summary = self
             .services

@@ -119,7 +119,7 @@ pub(crate) fn check_text<E: FieldError>(
 
 /// At most [`EXCERPT_CHARS`] characters of untrusted text, escaped, with `…`
 /// when cut, so an error can quote its input without being forged by it.
-pub(crate) fn excerpt(text: &str) -> String {
+pub fn excerpt(text: &str) -> String {
     let mut out: String = text
         .chars()
         .take(EXCERPT_CHARS)

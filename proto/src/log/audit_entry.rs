@@ -111,6 +111,11 @@ impl AuditEntry {
 /// writes, the client filters and an auditor reads one vocabulary. An entry's
 /// `outcome` says whether the action succeeded or was refused.
 pub mod action {
+    /// A call refused by the access layer (no or bad credentials, a role
+    /// the caller does not hold, a lockout); `repeated` counts a burst.
+    pub const ACCESS_REFUSED: &str = "access.refused";
+    /// A peer or identity locked out after repeated authentication failures.
+    pub const ACCESS_LOCKOUT: &str = "access.lockout";
     /// An operator's free-text note added to the log.
     pub const AUDIT_NOTE: &str = "audit.note";
     /// A key-generation ceremony was opened.
@@ -155,6 +160,8 @@ pub mod action {
     pub const RECOVERY_COMPLETE: &str = "recovery.complete";
     /// Signing of an interrupted recovery resumed after a restart.
     pub const RECOVERY_RESUME: &str = "recovery.resume";
+    /// A second operator confirmed a recovery (the two-person rule).
+    pub const RECOVERY_CONFIRM: &str = "recovery.confirm";
     /// A recovery ceremony was cancelled by an operator.
     pub const RECOVERY_CANCEL: &str = "recovery.cancel";
     /// A recovery ceremony ran out of time; its held shares were destroyed.
@@ -169,6 +176,8 @@ pub mod action {
     /// Every action above, for auditors and for tests that check the list
     /// is complete.
     pub const ALL: &[&str] = &[
+        ACCESS_REFUSED,
+        ACCESS_LOCKOUT,
         AUDIT_NOTE,
         CEREMONY_OPEN,
         CEREMONY_COMPLETE,
@@ -191,6 +200,7 @@ pub mod action {
         RECOVERY_ISSUE,
         RECOVERY_COMPLETE,
         RECOVERY_RESUME,
+        RECOVERY_CONFIRM,
         RECOVERY_CANCEL,
         RECOVERY_EXPIRE,
         RECOVERY_FAIL,

@@ -20,6 +20,7 @@ use serde::Serialize;
 use tonic::transport::Channel;
 
 use crate::connect::Target;
+use crate::custodian_auth::{method, signed_request};
 use crate::exit::{RpcResultExt as _, VerificationFailed};
 use crate::output::{OutputFormat, emit, print_json};
 use crate::recovery_ceremony::{RecoveryReport, checked_request, get_recovery, refused, render};
@@ -81,11 +82,28 @@ fn ensure_open(summary: &RecoverySummary) -> anyhow::Result<()> {
 /// Reads the ceremony, checks its request, and shows it for review — on
 /// stderr, so that standard output stays the result. Returns the ceremony
 /// as reviewed and its request digest.
+/// The ceremony as rkmd reports it to this custodian.
+async fn custodian_view(
+    channel: &Channel,
+    identity: &CustodianIdentity,
+    id: &str,
+) -> anyhow::Result<RecoverySummary> {
+    let request = rkm_proto::v1::GetRecoveryRequest {
+        ceremony_id: id.to_owned(),
+    };
+    get_recovery(
+        &mut RecoveryServiceClient::new(channel.clone()),
+        signed_request(channel, identity, method::GET_RECOVERY, request).await?,
+    )
+    .await
+}
+
 async fn review(
-    client: &mut RecoveryServiceClient<Channel>,
+    channel: &Channel,
+    identity: &CustodianIdentity,
     id: &str,
 ) -> anyhow::Result<(RecoverySummary, [u8; 32])> {
-    let summary = get_recovery(client, id).await?;
+    let summary = custodian_view(channel, identity, id).await?;
     ensure_open(&summary)?;
     let (request, digest) = checked_request(&summary)?;
     let mut review = render(&RecoveryReport::new(&summary, Some(&request)));
@@ -130,15 +148,17 @@ fn verified_share(
 
 /// A fresh approval nonce from rkmd.
 async fn fresh_nonce(
-    client: &mut RecoveryServiceClient<Channel>,
+    channel: &Channel,
+    identity: &CustodianIdentity,
     id: &str,
-    custodian: &str,
 ) -> anyhow::Result<[u8; 32]> {
-    let nonce = client
-        .get_approval_nonce(GetApprovalNonceRequest {
-            ceremony_id: id.to_owned(),
-            custodian: custodian.to_owned(),
-        })
+    let request = GetApprovalNonceRequest {
+        ceremony_id: id.to_owned(),
+        custodian: identity.name().to_owned(),
+    };
+    let signed = signed_request(channel, identity, method::GET_APPROVAL_NONCE, request).await?;
+    let nonce = RecoveryServiceClient::new(channel.clone())
+        .get_approval_nonce(signed)
         .await
         .rpc("asking rkmd for an approval nonce")?
         .into_inner()
@@ -155,12 +175,13 @@ async fn fresh_nonce(
 /// restarts), once the ceremony is checked to be still open with the request
 /// that was reviewed.
 async fn seal_to_current_ceremony(
-    client: &mut RecoveryServiceClient<Channel>,
+    channel: &Channel,
+    identity: &CustodianIdentity,
     reviewed: &RecoverySummary,
     share: &VerifiedShare,
 ) -> anyhow::Result<Vec<u8>> {
     let id = &reviewed.ceremony_id;
-    let current = get_recovery(client, id).await?;
+    let current = custodian_view(channel, identity, id).await?;
     if current.request_digest != reviewed.request_digest
         || current.canonical_request != reviewed.canonical_request
     {
@@ -184,9 +205,12 @@ async fn seal_to_current_ceremony(
 /// ([`VerificationFailed`]); the custodian declines; the identity, share or
 /// key record cannot be opened or does not verify; rkmd refuses.
 pub async fn run(args: ApproveArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
-    let mut client = RecoveryServiceClient::new(target.connect().await?);
+    let channel = target.connect().await?;
     let id = args.ceremony_id.clone();
-    let (summary, digest) = review(&mut client, &id).await?;
+    // rkmd shows a ceremony only to those it can name, so the identity
+    // opens first: custodians sign even the request to review.
+    let identity = args.files.open_identity()?;
+    let (summary, digest) = review(&channel, &identity, &id).await?;
     if !args.yes {
         confirm(
             "Approve this request with your share?",
@@ -196,25 +220,26 @@ pub async fn run(args: ApproveArgs, target: &Target, output: OutputFormat) -> an
             "not approved; nothing was sent",
         )?;
     }
-    let identity = args.files.open_identity()?;
     let name = identity.name().to_owned();
     let share = verified_share(&args, &identity, &summary)?;
     let commitment = share.commitment;
-    let nonce = fresh_nonce(&mut client, &id, &name).await?;
-    let sealed = seal_to_current_ceremony(&mut client, &summary, &share).await?;
+    let nonce = fresh_nonce(&channel, &identity, &id).await?;
+    let sealed = seal_to_current_ceremony(&channel, &identity, &summary, &share).await?;
     drop(share);
     let signature = identity.sign(&approval_message(&id, &digest, &nonce, &commitment));
+    let request = ApproveRequest {
+        ceremony_id: id.clone(),
+        custodian: name.clone(),
+        nonce: nonce.to_vec(),
+        commitment: commitment.to_vec(),
+        signature: signature.to_vec(),
+        sealed_share: sealed,
+    };
+    let signed = signed_request(&channel, &identity, method::APPROVE, request).await?;
     drop(identity);
 
-    let after = client
-        .approve(ApproveRequest {
-            ceremony_id: id.clone(),
-            custodian: name.clone(),
-            nonce: nonce.to_vec(),
-            commitment: commitment.to_vec(),
-            signature: signature.to_vec(),
-            sealed_share: sealed,
-        })
+    let after = RecoveryServiceClient::new(channel)
+        .approve(signed)
         .await
         .rpc("sending your approval")?
         .into_inner()

@@ -233,7 +233,13 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
     }
     let partial_path = partial_path(&file_path);
     let mut client = RecoveryServiceClient::new(target.connect().await?);
-    let summary = get_recovery(&mut client, &args.ceremony_id).await?;
+    let summary = get_recovery(
+        &mut client,
+        rkm_proto::v1::GetRecoveryRequest {
+            ceremony_id: args.ceremony_id.clone(),
+        },
+    )
+    .await?;
     let (resumed_from, lines, header_sha256) = resume_point(&partial_path)?;
     let mut stream = client
         .collect_artefact(CollectArtefactRequest {
@@ -277,7 +283,13 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
     let (offset, discarded) = partial.finish()?;
     bar.finish_and_clear();
 
-    let done = get_recovery(&mut client, &args.ceremony_id).await?;
+    let done = get_recovery(
+        &mut client,
+        rkm_proto::v1::GetRecoveryRequest {
+            ceremony_id: args.ceremony_id.clone(),
+        },
+    )
+    .await?;
     move_into_place(&done, offset, &partial_path, &file_path)?;
     let report = CollectReport {
         ceremony_id: args.ceremony_id,

@@ -116,7 +116,13 @@ async fn list(target: &Target, output: OutputFormat) -> anyhow::Result<()> {
 
 async fn show(args: &ShowArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
     let mut client = RecoveryServiceClient::new(target.connect().await?);
-    let summary = get_recovery(&mut client, &args.ceremony_id).await?;
+    let summary = get_recovery(
+        &mut client,
+        rkm_proto::v1::GetRecoveryRequest {
+            ceremony_id: args.ceremony_id.clone(),
+        },
+    )
+    .await?;
     let (request, _) = checked_request(&summary)?;
     let report = RecoveryReport::new(&summary, Some(&request));
     match output {
