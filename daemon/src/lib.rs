@@ -7,6 +7,7 @@ pub mod api;
 pub mod audit;
 pub mod ceremony;
 pub mod config;
+pub mod dev_pki;
 pub mod error;
 pub mod hsm;
 pub mod process;

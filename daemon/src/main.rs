@@ -28,9 +28,24 @@ enum Command {
     /// Create the state directory and database, and the audit key in the HSM
     /// (an existing audit key is kept); print the audit key's fingerprint.
     Init,
-    /// Serve the gRPC API on the Unix socket (and loopback TCP if configured)
+    /// Serve the gRPC API on the Unix socket (and TCP with TLS if configured)
     /// until SIGTERM or SIGINT.
     Serve,
+    /// Make a development PKI in DIR: a CA, the TLS listener's certificate,
+    /// admin/operator/auditor client certificates, and rkmd-tls.toml with
+    /// the settings that use them. Development only: production uses the
+    /// organisation's PKI.
+    DevPki {
+        dir: PathBuf,
+        /// Another name or address the server certificate is valid for.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Another client certificate (its common name and file name).
+        #[arg(long = "client")]
+        clients: Vec<String>,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -54,6 +69,22 @@ fn main() -> ExitCode {
 }
 
 fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    if let Command::DevPki {
+        dir,
+        hosts,
+        clients,
+        days,
+    } = &command
+    {
+        let made = rkm_daemon::dev_pki::make(dir, hosts, clients, *days)?;
+        println!(
+            "development PKI written to {}\nserver certificate {}\nadd {}/rkmd-tls.toml to rkmd's configuration",
+            made.dir.display(),
+            made.server_fingerprint,
+            made.dir.display()
+        );
+        return Ok(());
+    }
     process::harden().context("hardening the process")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -63,6 +94,7 @@ fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         match command {
             Command::Init => init(settings).await,
             Command::Serve => Ok(server::serve(settings).await?),
+            Command::DevPki { .. } => unreachable!("handled before the runtime starts"),
         }
     })
 }
