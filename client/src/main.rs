@@ -2,12 +2,11 @@
 
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use rkm_client::commands;
-use rkm_client::connect::Target;
+use rkm_client::connect::ConnectArgs;
 use rkm_client::exit::{Exit, classify};
 use rkm_client::output::OutputFormat;
 
@@ -15,12 +14,8 @@ use rkm_client::output::OutputFormat;
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {
-    /// rkmd's Unix socket [default: $RKM_STATE_DIR/rkmd.sock, else /var/lib/rkm/rkmd.sock].
-    #[arg(long, env = "RKM_SOCKET", global = true)]
-    socket: Option<PathBuf>,
-    /// rkmd's loopback TCP address instead of the socket, e.g. http://127.0.0.1:7443.
-    #[arg(long, env = "RKM_ENDPOINT", global = true, conflicts_with = "socket")]
-    endpoint: Option<String>,
+    #[command(flatten)]
+    connection: ConnectArgs,
     /// Print for people (text) or programs (json).
     #[arg(long, value_enum, default_value = "text", global = true)]
     output: OutputFormat,
@@ -87,7 +82,13 @@ fn main() -> ExitCode {
             return Exit::Failure.into();
         }
     };
-    let target = Target::resolve(cli.socket, cli.endpoint);
+    let target = match cli.connection.resolve() {
+        Ok(target) => target,
+        Err(error) => {
+            eprintln!("rkm: {error}");
+            return Exit::Usage.into();
+        }
+    };
     let result = runtime.block_on(async {
         match cli.command {
             Command::Status => commands::status::run(&target, cli.output).await,

@@ -104,7 +104,7 @@ pub fn read_passphrase_file(path: &Path) -> anyhow::Result<SecretString> {
 }
 
 /// Prompts on the terminal without echo.
-fn prompt(text: &str) -> anyhow::Result<SecretString> {
+pub fn prompt(text: &str) -> anyhow::Result<SecretString> {
     match rpassword::prompt_password(text) {
         Ok(typed) => {
             // Copied once into the secret box; the typed String is wiped.

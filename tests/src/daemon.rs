@@ -21,18 +21,37 @@ pub struct Daemon {
     state: tempfile::TempDir,
     child: Option<Child>,
     env: Vec<(String, String)>,
+    /// The development PKI, when rkmd also listens on TCP with TLS.
+    pki: Option<PathBuf>,
+    /// `https://127.0.0.1:PORT`, once serving with TLS.
+    endpoint: Option<String>,
 }
+
+/// The client certificate (a `rkmd dev-pki` file stem) that [`Daemon::rkm`]
+/// presents over TLS for staff commands: it holds the admin, operator and
+/// auditor roles, so suites written for the socket run unchanged over TLS.
+pub const STAFF_CLIENT: &str = "rkm-staff";
 
 /// Builds a [`Daemon`] fixture.
 #[derive(Debug, Default)]
 pub struct DaemonBuilder {
     workers: Option<usize>,
+    tls: bool,
 }
 
 impl DaemonBuilder {
     /// Number of HSM workers.
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = Some(workers);
+        self
+    }
+
+    /// Also listen on loopback TCP with TLS, with a development PKI made by
+    /// `rkmd dev-pki`; [`Daemon::rkm`] then talks TLS, as a custodian (no
+    /// certificate) when the command names an `--identity`, else with the
+    /// [`STAFF_CLIENT`] certificate.
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
         self
     }
 
@@ -79,13 +98,66 @@ impl DaemonBuilder {
         if let Some(workers) = self.workers {
             env.push(("RKM_HSM_WORKERS".to_owned(), workers.to_string()));
         }
+        let pki = if self.tls {
+            let pki = state.path().join("pki");
+            make_dev_pki(&pki, &[STAFF_CLIENT])?;
+            let file = |name: &str| path_string(&pki.join(name));
+            let staff = format!("cn:{STAFF_CLIENT}");
+            env.extend([
+                ("RKM_LISTEN_TCP".to_owned(), "127.0.0.1:0".to_owned()),
+                ("RKM_TLS_CERTIFICATE".to_owned(), file("server.pem")),
+                ("RKM_TLS_PRIVATE_KEY".to_owned(), file("server-key.pem")),
+                ("RKM_TLS_CLIENT_CA".to_owned(), file("ca.pem")),
+                (
+                    "RKM_ACCESS_ADMIN".to_owned(),
+                    format!("cn:rkm-admin,{staff}"),
+                ),
+                (
+                    "RKM_ACCESS_OPERATOR".to_owned(),
+                    format!("cn:rkm-operator,{staff}"),
+                ),
+                (
+                    "RKM_ACCESS_AUDITOR".to_owned(),
+                    format!("cn:rkm-auditor,{staff}"),
+                ),
+            ]);
+            Some(pki)
+        } else {
+            None
+        };
         Ok(Daemon {
             token,
             state,
             child: None,
             env,
+            pki,
+            endpoint: None,
         })
     }
+}
+
+/// Runs the real `rkmd dev-pki DIR`, with `extra_clients` certificates
+/// besides the admin, operator and auditor ones.
+///
+/// # Errors
+/// rkmd cannot be run or refuses.
+pub fn make_dev_pki(dir: &Path, extra_clients: &[&str]) -> anyhow::Result<()> {
+    let mut command = Command::new(binary("rkmd"));
+    with_clean_env(&mut command).arg("dev-pki").arg(dir);
+    for client in extra_clients {
+        command.args(["--client", client]);
+    }
+    let made = command
+        .stdin(Stdio::null())
+        .output()
+        .context("running rkmd dev-pki")?;
+    if !made.status.success() {
+        bail!(
+            "rkmd dev-pki failed: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    Ok(())
 }
 
 fn path_string(path: &Path) -> String {
@@ -134,12 +206,58 @@ impl Daemon {
         std::fs::read_to_string(self.log_file()).unwrap_or_default()
     }
 
+    /// The development PKI's directory, for a daemon built with
+    /// [`DaemonBuilder::tls`].
+    pub fn pki_dir(&self) -> Option<&Path> {
+        self.pki.as_deref()
+    }
+
+    /// `https://127.0.0.1:PORT` of the TLS listener, once serving.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
     fn command(&self, binary_name: &str) -> Command {
         let mut command = Command::new(binary(binary_name));
         with_clean_env(&mut command);
         command.envs(self.env.iter().map(|(name, value)| (name, value)));
         command.env("RKM_SOCKET", self.socket());
         command
+    }
+
+    /// `rkm` pointed at the TLS endpoint with the PKI's CA, presenting the
+    /// client certificate `client` (a dev-pki file stem), or none.
+    fn tls_command(&self, endpoint: &str, client: Option<&str>) -> Command {
+        let mut command = Command::new(binary("rkm"));
+        with_clean_env(&mut command);
+        command.envs(self.env.iter().map(|(name, value)| (name, value)));
+        command.env("RKM_ENDPOINT", endpoint);
+        if let Some(pki) = &self.pki {
+            command.env("RKM_CA", pki.join("ca.pem"));
+            if let Some(client) = client {
+                command
+                    .env("RKM_CERT", pki.join(format!("{client}.pem")))
+                    .env("RKM_KEY", pki.join(format!("{client}-key.pem")));
+            }
+        }
+        command
+    }
+
+    /// Runs `rkm ARGS` over TLS presenting the certificate `client` (a
+    /// dev-pki file stem such as `operator`), or none (as custodians do).
+    ///
+    /// # Errors
+    /// The daemon does not serve TLS, or the binary cannot be run.
+    pub fn rkm_over_tls(&self, client: Option<&str>, args: &[&str]) -> anyhow::Result<Output> {
+        let endpoint = self
+            .endpoint
+            .as_deref()
+            .context("rkmd does not serve TLS")?;
+        self.tls_command(endpoint, client)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("running rkm")
     }
 
     /// Runs `rkmd ARGS` to completion (not `serve`: see [`Daemon::serve`]).
@@ -159,6 +277,10 @@ impl Daemon {
     /// # Errors
     /// The binary cannot be run.
     pub fn rkm(&self, args: &[&str]) -> anyhow::Result<Output> {
+        if self.endpoint.is_some() {
+            let as_custodian = args.contains(&"--identity");
+            return self.rkm_over_tls((!as_custodian).then_some(STAFF_CLIENT), args);
+        }
         self.command("rkm")
             .args(args)
             .stdin(Stdio::null())
@@ -173,13 +295,23 @@ impl Daemon {
     /// rkmd exits or does not listen within the start timeout; the error holds
     /// its log.
     pub fn serve(&mut self) -> anyhow::Result<()> {
+        // The log is appended to across restarts: only this start's lines
+        // tell its TCP port.
+        let log_start = self.log().len();
         let child = self.spawn_serve()?;
         self.child = Some(child);
         let deadline = Instant::now() + START_TIMEOUT;
         let mut pause = Duration::from_millis(5);
         loop {
             if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() {
-                return Ok(());
+                if self.pki.is_none() {
+                    return Ok(());
+                }
+                // rkmd binds TCP after the socket and logs the port it got.
+                if let Some(addr) = tls_address(self.log().get(log_start..).unwrap_or("")) {
+                    self.endpoint = Some(format!("https://{addr}"));
+                    return Ok(());
+                }
             }
             if let Some(status) = self
                 .child
@@ -234,6 +366,21 @@ impl Daemon {
             .context("signalling rkmd")?;
         Ok(child.wait()?)
     }
+}
+
+/// The address in rkmd's "listening on TCP with TLS 1.3" log line.
+fn tls_address(log: &str) -> Option<String> {
+    let line = log
+        .lines()
+        .find(|line| line.contains("listening on TCP with TLS 1.3"))?;
+    let (_, after) = line.split_once("addr=")?;
+    Some(
+        after
+            .split_whitespace()
+            .next()?
+            .trim_matches('"')
+            .to_owned(),
+    )
 }
 
 impl Drop for Daemon {

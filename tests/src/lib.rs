@@ -14,7 +14,7 @@ pub mod raw_pkcs11;
 pub mod token;
 
 pub use custodians::Custodian;
-pub use daemon::{Daemon, DaemonBuilder};
+pub use daemon::{Daemon, DaemonBuilder, STAFF_CLIENT, make_dev_pki};
 pub use token::SoftHsmToken;
 
 use std::path::PathBuf;
