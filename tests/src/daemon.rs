@@ -281,6 +281,14 @@ impl Daemon {
             let as_custodian = args.contains(&"--identity");
             return self.rkm_over_tls((!as_custodian).then_some(STAFF_CLIENT), args);
         }
+        self.rkm_over_socket(args)
+    }
+
+    /// Runs `rkm ARGS` over the Unix socket, even when rkmd serves TLS.
+    ///
+    /// # Errors
+    /// The binary cannot be run.
+    pub fn rkm_over_socket(&self, args: &[&str]) -> anyhow::Result<Output> {
         self.command("rkm")
             .args(args)
             .stdin(Stdio::null())

@@ -2,11 +2,10 @@
 //! driven by the real rkm binary and ordinary gRPC tooling.
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use rkm_client::connect::Target;
-use rkm_tests::binaries::{binary, with_clean_env};
 use rkm_tests::{Daemon, DaemonBuilder};
 use serde_json::Value;
 
@@ -192,85 +191,6 @@ fn serve_against_another_token_refuses_the_foreign_audit_key() {
         stderr(&init_other).contains("wrong token"),
         "{}",
         stderr(&init_other)
-    );
-}
-
-/// A loopback port that nothing listens on at the moment (the kernel picks it).
-fn free_loopback_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("binding a loopback port")
-        .port()
-}
-
-/// Waits, with bounded retries, until rkmd accepts TCP connections on `port`:
-/// it binds the TCP listener after the Unix socket that `serve` waits for.
-fn wait_for_tcp(daemon: &Daemon, port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut pause = Duration::from_millis(5);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "rkmd does not listen on 127.0.0.1:{port}:\n{}",
-            daemon.log()
-        );
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(200));
-    }
-}
-
-/// Runs the real rkm with `--endpoint` and nothing in its environment that
-/// names a socket, so that TCP is the only way it can reach rkmd.
-fn rkm_over_tcp(endpoint: &str, args: &[&str]) -> Output {
-    let mut command = Command::new(binary("rkm"));
-    with_clean_env(&mut command);
-    command
-        .args(["--endpoint", endpoint])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running rkm")
-}
-
-#[test]
-fn status_over_the_loopback_tcp_listener_answers_the_cli_until_stopped() {
-    let mut daemon = DaemonBuilder::default().initialised().unwrap();
-    let port = free_loopback_port();
-    daemon.set_env("RKM_LISTEN_TCP", format!("127.0.0.1:{port}"));
-    daemon.serve().unwrap();
-    wait_for_tcp(&daemon, port);
-    let endpoint = format!("http://127.0.0.1:{port}");
-
-    let output = rkm_over_tcp(&endpoint, &["status", "--output", "json"]);
-    assert!(
-        output.status.success(),
-        "rkm status over TCP failed: {}",
-        stderr(&output)
-    );
-    let over_tcp: Value =
-        serde_json::from_slice(&output.stdout).expect("rkm status --output json prints JSON");
-    let over_socket = status_json(&daemon);
-    let verifier_key = over_tcp["audit_key"]["verifier_key"].as_str();
-    assert!(verifier_key.is_some(), "no audit key over TCP: {over_tcp}");
-    assert_eq!(
-        verifier_key,
-        over_socket["audit_key"]["verifier_key"].as_str(),
-        "TCP and the socket reach the same rkmd"
-    );
-    assert!(
-        daemon.log().contains("listening on loopback TCP"),
-        "{}",
-        daemon.log()
-    );
-
-    let status = daemon.stop_with("TERM").unwrap();
-    assert!(status.success(), "rkmd exited with {status}");
-    let stopped = rkm_over_tcp(&endpoint, &["status"]);
-    assert_eq!(stopped.status.code(), Some(3), "{}", stderr(&stopped));
-    assert!(
-        stderr(&stopped).contains(&endpoint) && stderr(&stopped).contains("is rkmd running?"),
-        "{}",
-        stderr(&stopped)
     );
 }
 

@@ -119,13 +119,17 @@ impl std::fmt::Display for Target {
 
 /// rkmd could not be reached.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "cannot reach rkmd at {target}: {reason}; is rkmd running? Start it with `rkmd serve`, or point rkm at it with --socket or --endpoint"
-)]
+#[error("cannot reach rkmd at {target}: {reason}{}", if *.handshake_failed { "" } else { NOT_RUNNING_HINT })]
 pub struct ConnectError {
     pub target: String,
     pub reason: String,
+    /// rkmd answered, but the TLS handshake failed: the reason says why,
+    /// and asking whether rkmd runs would mislead.
+    pub handshake_failed: bool,
 }
+
+const NOT_RUNNING_HINT: &str =
+    "; is rkmd running? Start it with `rkmd serve`, or point rkm at it with --socket or --endpoint";
 
 /// The connection options do not make a usable target.
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +210,7 @@ impl Target {
         let failed = |reason: String| ConnectError {
             target: self.to_string(),
             reason,
+            handshake_failed: false,
         };
         match self {
             Target::Socket(path) => {
@@ -238,7 +243,10 @@ impl Target {
                     .map_err(|error| failed(error.to_string()))?
                     .connect_with_connector(connector)
                     .await
-                    .map_err(|error| failed(source_chain(&error)))?)
+                    .map_err(|error| ConnectError {
+                        handshake_failed: tls::is_handshake_failure(&error),
+                        ..failed(source_chain(&error))
+                    })?)
             }
         }
     }

@@ -74,20 +74,27 @@ impl TlsOptions {
     /// is wrong, or a fingerprint is malformed.
     pub fn client_config(&self) -> anyhow::Result<Arc<rustls::ClientConfig>> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let pin =
-            match &self.server_fingerprint {
-                Some(given) => Some(normalise_fingerprint(given).ok_or_else(|| {
+        let pin = match &self.server_fingerprint {
+            Some(given) => Some(CertificatePin {
+                fingerprint: normalise_fingerprint(given).ok_or_else(|| {
                     TlsSetupError::Fingerprint {
                         given: given.clone(),
                     }
-                })?),
-                // Without a CA, the certificate pinned on first use is the
-                // server's identity: refuse another before sending anything.
-                None if self.ca.is_none() => {
-                    KnownServers::pinned(self.known_servers.as_deref(), &self.server_address())?
-                }
-                None => None,
-            };
+                })?,
+                pinned_in: None,
+            }),
+            // Without a CA, the certificate pinned on first use is the
+            // server's identity: refuse another before sending anything.
+            None if self.ca.is_none() => {
+                KnownServers::pinned(self.known_servers.as_deref(), &self.server_address())?.map(
+                    |fingerprint| CertificatePin {
+                        fingerprint,
+                        pinned_in: self.known_servers.clone(),
+                    },
+                )
+            }
+            None => None,
+        };
         let by_ca = match &self.ca {
             Some(path) => {
                 let mut roots = rustls::RootCertStore::empty();
@@ -208,7 +215,7 @@ pub fn certificate_fingerprint(der: &[u8]) -> String {
 #[derive(Debug)]
 struct ServerVerifier {
     by_ca: Option<Arc<WebPkiServerVerifier>>,
-    pin: Option<String>,
+    pin: Option<CertificatePin>,
     provider: Arc<CryptoProvider>,
 }
 
@@ -226,9 +233,19 @@ impl ServerCertVerifier for ServerVerifier {
         }
         if let Some(pin) = &self.pin {
             let presented = certificate_fingerprint(end_entity);
-            if &presented != pin {
+            if presented != pin.fingerprint {
+                let (pinned, then) = match &pin.pinned_in {
+                    Some(file) => (
+                        format!("{} pinned in {}", pin.fingerprint, file.display()),
+                        ", then delete its line from that file",
+                    ),
+                    None => (
+                        format!("{} given by --server-fingerprint", pin.fingerprint),
+                        "",
+                    ),
+                };
                 return Err(rustls::Error::General(format!(
-                    "rkmd presented the certificate {presented}, not the pinned {pin}: if its certificate was renewed, check the new fingerprint with the operator"
+                    "rkmd presented the certificate {presented}, not the {pinned}: this may be an impostor; if rkmd's certificate was renewed, check the new fingerprint with the operator{then}"
                 )));
             }
         }
@@ -263,6 +280,31 @@ impl ServerCertVerifier for ServerVerifier {
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+/// The one certificate accepted, and where it was pinned (None: given).
+#[derive(Debug)]
+struct CertificatePin {
+    fingerprint: String,
+    pinned_in: Option<PathBuf>,
+}
+
+/// Whether a connection failed in the TLS handshake (the server's
+/// certificate, or the protocol), not for want of a listener.
+pub fn is_handshake_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.downcast_ref::<rustls::Error>().is_some()
+            || error
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Dials rkmd's TCP listener and runs the TLS handshake, for tonic.
