@@ -14,7 +14,7 @@ use rkm_proto::access::{
 use rkm_proto::identity::CustodianIdentity;
 use rkm_proto::v1::access_service_client::AccessServiceClient;
 use rkm_proto::v1::{CustodianAuth, GetChallengeRequest};
-use tonic::metadata::MetadataValue;
+use tonic::metadata::{Binary, MetadataValue};
 use tonic::transport::Channel;
 
 use crate::exit::RpcResultExt as _;
@@ -48,7 +48,11 @@ pub async fn signed_request<M: Message>(
     sign(identity, method, &challenge, message)
 }
 
-async fn challenge(channel: &Channel, identity: &CustodianIdentity) -> anyhow::Result<Vec<u8>> {
+/// A fresh challenge from rkmd for `identity` to sign a request over.
+///
+/// # Errors
+/// rkmd refuses (unknown or disabled custodian, lockout) or cannot be reached.
+pub async fn challenge(channel: &Channel, identity: &CustodianIdentity) -> anyhow::Result<Vec<u8>> {
     let request = sign(
         identity,
         GET_CHALLENGE_METHOD,
@@ -79,12 +83,49 @@ fn sign<M: Message>(
     challenge: &[u8],
     message: M,
 ) -> anyhow::Result<tonic::Request<M>> {
+    // tonic's codec writes exactly these bytes into the request's frame.
+    let auth = authorisation(identity, method, challenge, &message.encode_to_vec())?;
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert_bin(CUSTODIAN_AUTH_METADATA, auth);
+    Ok(request)
+}
+
+/// The `rkm-custodian-auth-bin` entry of a request to `method` whose
+/// message encodes to `request_bytes`, signed by `identity` over
+/// `challenge` and the time now.
+///
+/// # Errors
+/// The clock is before 1970.
+pub fn authorisation(
+    identity: &CustodianIdentity,
+    method: &str,
+    challenge: &[u8],
+    request_bytes: &[u8],
+) -> anyhow::Result<MetadataValue<Binary>> {
     let unix_time = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .context("this machine's clock is before 1970")?
         .as_secs();
-    // tonic's codec writes exactly these bytes into the request's frame.
-    let digest = request_digest(&message.encode_to_vec());
+    Ok(authorisation_at(
+        identity,
+        method,
+        challenge,
+        request_bytes,
+        unix_time,
+    ))
+}
+
+/// [`authorisation`] at a given time (seconds since the Unix epoch).
+pub fn authorisation_at(
+    identity: &CustodianIdentity,
+    method: &str,
+    challenge: &[u8],
+    request_bytes: &[u8],
+    unix_time: u64,
+) -> MetadataValue<Binary> {
+    let digest = request_digest(request_bytes);
     let signature = identity.sign(&custodian_request_message(
         method,
         identity.name(),
@@ -98,10 +139,5 @@ fn sign<M: Message>(
         unix_time,
         signature: signature.to_vec(),
     };
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert_bin(
-        CUSTODIAN_AUTH_METADATA,
-        MetadataValue::from_bytes(&auth.encode_to_vec()),
-    );
-    Ok(request)
+    MetadataValue::from_bytes(&auth.encode_to_vec())
 }

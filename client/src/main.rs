@@ -116,3 +116,14 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every subcommand builds: no two arguments share a name or flag
+    /// (the global connection options meet every command's own).
+    #[test]
+    fn every_command_line_is_well_formed() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
+}

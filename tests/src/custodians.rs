@@ -539,3 +539,41 @@ pub fn wait_for_recovery_state(
         pause = (pause * 2).min(Duration::from_millis(500));
     }
 }
+
+/// The audit entries of `action` (e.g. `access.refused`), read over the
+/// socket with `rkm audit show`.
+#[track_caller]
+pub fn audit_entries(daemon: &Daemon, action: &str) -> Vec<Value> {
+    let shown = assert_ok_json(
+        &daemon
+            .rkm_over_socket(&["audit", "show", "--action", action, "--output", "json"])
+            .unwrap(),
+        "audit show",
+    );
+    shown.as_array().cloned().unwrap_or_default()
+}
+
+/// Waits, with bounded retries, for an audit entry of `action` that
+/// `wanted` accepts: a refused connection is audited as it closes, so the
+/// client may look before rkmd has written it. Fails after 20 s naming
+/// `what` and the entries there were.
+#[track_caller]
+pub fn wait_for_audit_entry(
+    daemon: &Daemon,
+    action: &str,
+    what: &str,
+    wanted: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let entries = audit_entries(daemon, action);
+        if let Some(entry) = entries.iter().find(|entry| wanted(entry)) {
+            return entry.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {action} entry for {what}: {entries:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -237,7 +237,7 @@ impl Daemon {
             if let Some(client) = client {
                 command
                     .env("RKM_CERT", pki.join(format!("{client}.pem")))
-                    .env("RKM_KEY", pki.join(format!("{client}-key.pem")));
+                    .env("RKM_CERT_KEY", pki.join(format!("{client}-key.pem")));
             }
         }
         command

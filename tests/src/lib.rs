@@ -10,6 +10,7 @@ pub mod binaries;
 pub mod custodians;
 pub mod daemon;
 pub mod env;
+pub mod raw_grpc;
 pub mod raw_pkcs11;
 pub mod token;
 

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use rkm_tests::binaries::{binary, with_clean_env};
-use rkm_tests::custodians::{assert_fails, assert_ok, assert_ok_json, path_str};
+use rkm_tests::custodians::{
+    assert_fails, assert_ok, assert_ok_json, path_str, wait_for_audit_entry,
+};
 use rkm_tests::{Daemon, DaemonBuilder};
 use serde_json::Value;
 
@@ -100,23 +102,11 @@ fn plaintext_on_the_tcp_port_is_refused_by_rkm_and_by_rkmd_and_audited() {
         "rkmd answered plaintext: {answer:?}"
     );
 
-    // The refusal is audited as the connection closes: look for a while.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let refused = assert_ok_json(
-            &daemon
-                .rkm_over_socket(&[
-                    "audit",
-                    "show",
-                    "--action",
-                    "access.refused",
-                    "--output",
-                    "json",
-                ])
-                .unwrap(),
-            "audit show access.refused",
-        );
-        let audited = refused.as_array().unwrap().iter().any(|entry| {
+    wait_for_audit_entry(
+        &daemon,
+        "access.refused",
+        "the plaintext connection",
+        |entry| {
             entry["details"]["method"] == "tls-handshake"
                 && entry["actor"] == "anonymous"
                 && entry["details"]["peer"]
@@ -125,16 +115,8 @@ fn plaintext_on_the_tcp_port_is_refused_by_rkm_and_by_rkmd_and_audited() {
                 && entry["details"]["reason"]
                     .as_str()
                     .is_some_and(|reason| reason.contains("plaintext"))
-        });
-        if audited {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the plaintext connection is not audited: {refused}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+        },
+    );
 }
 
 #[test]
@@ -197,7 +179,7 @@ fn a_given_server_fingerprint_is_the_only_certificate_accepted() {
             &fingerprint,
             "--cert",
             path_str(&pki.join("auditor.pem")),
-            "--key",
+            "--cert-key",
             path_str(&pki.join("auditor-key.pem")),
             "status",
         ],
@@ -278,7 +260,7 @@ fn a_client_key_others_can_read_is_refused_before_connecting() {
     assert_fails(
         &cert_only,
         1,
-        &["--cert and --key go together"],
+        &["--cert and --cert-key go together"],
         "cert without key",
     );
 }
@@ -304,9 +286,9 @@ fn an_encrypted_client_key_opens_with_its_passphrase_file_and_not_without() {
                 &[
                     "--cert",
                     path_str(&cert),
-                    "--key",
+                    "--cert-key",
                     path_str(&encrypted),
-                    "--key-passphrase-file",
+                    "--cert-key-passphrase-file",
                     path_str(passphrase_file),
                     "status",
                 ],
@@ -330,7 +312,7 @@ fn an_encrypted_client_key_opens_with_its_passphrase_file_and_not_without() {
             &[
                 "--cert",
                 path_str(&cert),
-                "--key",
+                "--cert-key",
                 path_str(&encrypted),
                 "status",
             ],
@@ -374,7 +356,7 @@ fn a_client_config_file_gives_the_endpoint_ca_and_certificate() {
     std::fs::write(
         config_dir.join("client.toml"),
         format!(
-            "endpoint = {:?}\nca = \"ca.pem\"\ncert = \"auditor.pem\"\nkey = \"auditor-key.pem\"\n",
+            "endpoint = {:?}\nca = \"ca.pem\"\ncert = \"auditor.pem\"\ncert_key = \"auditor-key.pem\"\n",
             daemon.endpoint().unwrap()
         ),
     )

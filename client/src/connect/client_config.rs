@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 pub enum ClientConfigError {
     #[error("cannot read the client config {}: {reason}", path.display())]
     Read { path: PathBuf, reason: String },
-    #[error("the client config {} is malformed: {reason}; its keys are endpoint, socket, ca, cert, key, key_passphrase_file and server_fingerprint", path.display())]
+    #[error("the client config {} is malformed: {reason}; its keys are endpoint, socket, ca, cert, cert_key, cert_key_passphrase_file and server_fingerprint", path.display())]
     Malformed { path: PathBuf, reason: String },
     #[error(
         "rkmd at {address} presented the certificate {presented}, but {} pins {pinned}: this may be an impostor. If the operator renewed rkmd's certificate, check the new fingerprint with them, then delete the line for {address} from that file", path.display()
@@ -41,8 +41,8 @@ pub struct ClientFile {
     pub socket: Option<PathBuf>,
     pub ca: Option<PathBuf>,
     pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-    pub key_passphrase_file: Option<PathBuf>,
+    pub cert_key: Option<PathBuf>,
+    pub cert_key_passphrase_file: Option<PathBuf>,
     pub server_fingerprint: Option<String>,
 }
 
@@ -73,8 +73,8 @@ impl ClientFile {
             &mut file.socket,
             &mut file.ca,
             &mut file.cert,
-            &mut file.key,
-            &mut file.key_passphrase_file,
+            &mut file.cert_key,
+            &mut file.cert_key_passphrase_file,
         ] {
             if let Some(relative) = field.as_ref().filter(|path| path.is_relative()) {
                 *field = Some(base.join(relative));
@@ -255,12 +255,12 @@ mod tests {
         let path = dir.path().join("client.toml");
         std::fs::write(
             &path,
-            "endpoint = \"https://rkm.example:7443\"\nca = \"ca.pem\"\nkey = \"/abs/key.pem\"\n",
+            "endpoint = \"https://rkm.example:7443\"\nca = \"ca.pem\"\ncert_key = \"/abs/key.pem\"\n",
         )
         .unwrap();
         let file = ClientFile::load(Some(&path)).unwrap();
         assert_eq!(file.ca, Some(dir.path().join("ca.pem")));
-        assert_eq!(file.key, Some(PathBuf::from("/abs/key.pem")));
+        assert_eq!(file.cert_key, Some(PathBuf::from("/abs/key.pem")));
         std::fs::write(&path, "endpiont = \"x\"\n").unwrap();
         let malformed = ClientFile::load(Some(&path)).unwrap_err();
         assert!(malformed.to_string().contains("endpiont"), "{malformed}");

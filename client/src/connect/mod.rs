@@ -34,7 +34,8 @@ pub struct ConnectArgs {
     pub endpoint: Option<String>,
     /// The CA certificate(s) that issued rkmd's server certificate (PEM).
     #[arg(
-        long,
+        long = "ca",
+        id = "tls_ca",
         env = "RKM_CA",
         value_name = "FILE",
         global = true,
@@ -44,32 +45,34 @@ pub struct ConnectArgs {
     /// Your client certificate (PEM), for operators, auditors and admins;
     /// custodians need none.
     #[arg(
-        long,
+        long = "cert",
+        id = "tls_cert",
         env = "RKM_CERT",
         value_name = "FILE",
         global = true,
         help_heading = "Connection"
     )]
     pub cert: Option<PathBuf>,
-    /// The private key of --cert (PEM, readable by you alone).
+    /// The private key of --cert (PEM, readable by you alone). `--key`
+    /// names a recovery key elsewhere, hence the longer name.
     #[arg(
-        long,
-        env = "RKM_KEY",
+        long = "cert-key",
+        env = "RKM_CERT_KEY",
         value_name = "FILE",
         global = true,
         help_heading = "Connection"
     )]
-    pub key: Option<PathBuf>,
-    /// Read the passphrase of an encrypted --key from this file instead of
+    pub cert_key: Option<PathBuf>,
+    /// Read the passphrase of an encrypted --cert-key from this file instead of
     /// prompting. Passphrases are never given as arguments.
     #[arg(
         long,
-        env = "RKM_KEY_PASSPHRASE_FILE",
+        env = "RKM_CERT_KEY_PASSPHRASE_FILE",
         value_name = "FILE",
         global = true,
         help_heading = "Connection"
     )]
-    pub key_passphrase_file: Option<PathBuf>,
+    pub cert_key_passphrase_file: Option<PathBuf>,
     /// Pin rkmd's server certificate by its fingerprint (sha256:HEX, as the
     /// operator or `rkmd dev-pki` gives it).
     #[arg(
@@ -186,8 +189,10 @@ impl ConnectArgs {
             port,
             ca: self.ca.or(file.ca),
             cert: self.cert.or(file.cert),
-            key: self.key.or(file.key),
-            key_passphrase_file: self.key_passphrase_file.or(file.key_passphrase_file),
+            key: self.cert_key.or(file.cert_key),
+            key_passphrase_file: self
+                .cert_key_passphrase_file
+                .or(file.cert_key_passphrase_file),
             server_fingerprint: self.server_fingerprint.or(file.server_fingerprint),
             known_servers: client_config::known_servers_file(),
         };

@@ -53,7 +53,7 @@ pub enum TlsSetupError {
         path.display()
     )]
     KeyExposed { path: PathBuf, mode: u32 },
-    #[error("--cert and --key go together: give both (or neither, as a custodian)")]
+    #[error("--cert and --cert-key go together: give both (or neither, as a custodian)")]
     CertWithoutKey,
     #[error("cannot decrypt the private key {}: the passphrase is wrong or the file is damaged", path.display())]
     Decrypt { path: PathBuf },

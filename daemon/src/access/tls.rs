@@ -404,6 +404,11 @@ fn handshake_reason(error: &std::io::Error) -> String {
         Some(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
             "client certificate not issued by a trusted CA".to_owned()
         }
+        // A CA of the same name as a trusted one signed it, or it was forged.
+        Some(rustls::Error::InvalidCertificate(CertificateError::BadSignature)) => {
+            "client certificate not issued by a trusted CA (its issuer's signature does not verify)"
+                .to_owned()
+        }
         Some(rustls::Error::InvalidCertificate(other)) => {
             format!("client certificate refused: {other:?}")
         }
