@@ -175,6 +175,17 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// [`Daemon::start`], also serving TLS on loopback TCP: [`Daemon::rkm`]
+    /// then runs every command over TLS, as the end-to-end suites do.
+    ///
+    /// # Errors
+    /// Any step of making, initialising or starting fails.
+    pub fn start_tls() -> anyhow::Result<Self> {
+        let mut daemon = DaemonBuilder::default().tls().initialised()?;
+        daemon.serve()?;
+        Ok(daemon)
+    }
+
     /// Overrides one environment variable of every later `rkmd`/`rkm` run.
     pub fn set_env(&mut self, name: &str, value: impl Into<String>) {
         self.env.retain(|(existing, _)| existing != name);

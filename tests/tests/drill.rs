@@ -27,7 +27,7 @@ fn report(daemon: &Daemon, id: &str) -> Value {
 
 #[test]
 fn drill_signs_only_a_challenge_and_reports_who_when_and_what_went_wrong() {
-    let daemon = Daemon::start().unwrap();
+    let daemon = Daemon::start_tls().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let all = custodians_with_fast_identities(dir.path(), &["alice", "bob", "carol", "mallory"]);
     let (custodians, stranger) = (&all[..3], &all[3]);
@@ -196,7 +196,7 @@ fn a_drill_with_targets_is_refused_and_nothing_is_opened() {
     use rkm_proto::v1::recovery_service_client::RecoveryServiceClient;
     use rkm_proto::v1::{ListRecoveriesRequest, OpenRecoveryRequest, RecoveryHeader};
 
-    let daemon = Daemon::start().unwrap();
+    let daemon = Daemon::start_tls().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let custodians = custodians_with_fast_identities(dir.path(), &["alice", "bob"]);
     enrol_and_create_key(&daemon, &custodians, LABEL, 2);

@@ -46,7 +46,7 @@ fn ceremony(
 
 #[test]
 fn ceremony_three_of_five_activates_the_key_and_no_share_reaches_rkmd_files() {
-    let daemon = Daemon::start().unwrap();
+    let daemon = Daemon::start_tls().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let custodians = custodians(dir.path(), &NAMES);
 
@@ -349,7 +349,7 @@ fn ceremony_three_of_five_activates_the_key_and_no_share_reaches_rkmd_files() {
 
 #[test]
 fn share_fetch_refusals_are_clear_and_store_nothing() {
-    let daemon = Daemon::start().unwrap();
+    let daemon = Daemon::start_tls().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (custodians, key_id) = ceremony(
         &daemon,
@@ -468,7 +468,7 @@ fn share_fetch_refusals_are_clear_and_store_nothing() {
 
 #[test]
 fn share_verify_detects_tampered_envelope_record_and_foreign_share() {
-    let daemon = Daemon::start().unwrap();
+    let daemon = Daemon::start_tls().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (custodians, key_id) = ceremony(&daemon, dir.path(), &["alice", "bob"], "fleet-tamper", 2);
     let (alice, bob) = (&custodians[0], &custodians[1]);
@@ -553,7 +553,7 @@ fn share_verify_detects_tampered_envelope_record_and_foreign_share() {
 
 #[test]
 fn key_create_refuses_bad_thresholds_and_custodian_lists() {
-    let daemon = Daemon::start().unwrap();
+    let daemon = Daemon::start_tls().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let custodians = custodians_with_fast_identities(dir.path(), &["alice", "bob", "carol"]);
     enrol_all(&daemon, &custodians);

@@ -48,7 +48,7 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let daemon = Daemon::start().unwrap();
+    let daemon = Daemon::start_tls().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let custodians = custodians_with_fast_identities(dir.path(), &NAMES);
     let key_id = enrol_and_create_key(&daemon, &custodians, LABEL, 3);

@@ -202,7 +202,7 @@ fn a_key_restored_into_another_hsm_recovers_and_verifies_against_its_original_pu
         .collect();
 
     // Daemon A: the key generation ceremony; every custodian holds a share.
-    let daemon_a = Daemon::start().unwrap();
+    let daemon_a = Daemon::start_tls().unwrap();
     for custodian in &custodians {
         custodian.enrol(&daemon_a);
     }
@@ -242,7 +242,7 @@ fn a_key_restored_into_another_hsm_recovers_and_verifies_against_its_original_pu
     assert!(!token_a.exists(), "daemon A's token outlived it");
 
     // Daemon B: another token, another state, its own audit key and origin.
-    let mut daemon_b = DaemonBuilder::default().uninitialised().unwrap();
+    let mut daemon_b = DaemonBuilder::default().tls().uninitialised().unwrap();
     daemon_b.set_env("RKM_AUDIT_ORIGIN", ORIGIN_B);
     ok(&daemon_b.rkmd(&["init"]).unwrap(), "rkmd init (B)");
     daemon_b.serve().unwrap();
