@@ -17,17 +17,25 @@ use crate::workspace_root;
 /// The binaries the end-to-end tests run.
 pub const BINARIES: [&str; 2] = ["rkm", "rkmd"];
 
-/// What the binaries are built from, relative to the workspace root. Tests,
+/// What each binary is built from, relative to the workspace root. Tests,
 /// benches and the test crate are left out on purpose: changing them does not
 /// make cargo relink the binaries, so counting them would refuse for ever.
-const SOURCES: [&str; 6] = [
-    "proto/src",
-    "proto/rkm",
-    "proto/build.rs",
-    "daemon/src",
-    "client/src",
-    "Cargo.lock",
-];
+/// Each binary is held only to its own crate's sources: a change to the
+/// daemon does not relink `rkm`, so counting it would refuse a fresh build.
+fn sources_of(binary: &str) -> [&'static str; 5] {
+    let own = if binary == "rkmd" {
+        "daemon/src"
+    } else {
+        "client/src"
+    };
+    [
+        "proto/src",
+        "proto/rkm",
+        "proto/build.rs",
+        own,
+        "Cargo.lock",
+    ]
+}
 
 /// How to get fresh binaries, for every refusal.
 const HOW_TO_BUILD: &str = "build them with `cargo build --bins` before `cargo nextest run -p rkm-tests`, or run `cargo nextest run --workspace`, which builds them";
@@ -88,37 +96,30 @@ pub fn with_clean_env(command: &mut Command) -> &mut Command {
 /// A binary is missing, or a source file was changed after it was built
 /// (the error names both and says how to build).
 pub fn check_fresh(dir: &Path) -> anyhow::Result<()> {
-    let mut oldest: Option<(SystemTime, PathBuf)> = None;
-    for name in BINARIES {
-        let path = dir.join(name);
-        let built = modified(&path)
-            .with_context(|| format!("{} is missing: {HOW_TO_BUILD}", path.display()))?;
-        if oldest.as_ref().is_none_or(|(time, _)| built < *time) {
-            oldest = Some((built, path));
-        }
-    }
-    let Some((built, binary)) = oldest else {
-        return Ok(());
-    };
     let root = workspace_root();
-    let newest = SOURCES
-        .iter()
-        .filter_map(|source| newest_file(&root.join(source)))
-        .max_by_key(|(time, _)| *time);
-    if let Some((changed, source)) = newest {
-        if changed > built {
-            // A lock change that concerns only tests or benches does not
-            // relink the binaries; say so rather than refuse without a way out.
-            let lock_only = if source.ends_with("Cargo.lock") {
-                "; if cargo then builds nothing, the lock's change does not concern them: `touch` them"
-            } else {
-                ""
-            };
-            bail!(
-                "{} is older than {}: {HOW_TO_BUILD}{lock_only}",
-                binary.display(),
-                source.display()
-            );
+    for name in BINARIES {
+        let binary = dir.join(name);
+        let built = modified(&binary)
+            .with_context(|| format!("{} is missing: {HOW_TO_BUILD}", binary.display()))?;
+        let newest = sources_of(name)
+            .iter()
+            .filter_map(|source| newest_file(&root.join(source)))
+            .max_by_key(|(time, _)| *time);
+        if let Some((changed, source)) = newest {
+            if changed > built {
+                // A lock change that concerns only tests or benches does not
+                // relink the binaries; say so rather than refuse without a way out.
+                let lock_only = if source.ends_with("Cargo.lock") {
+                    "; if cargo then builds nothing, the lock's change does not concern them: `touch` them"
+                } else {
+                    ""
+                };
+                bail!(
+                    "{} is older than {}: {HOW_TO_BUILD}{lock_only}",
+                    binary.display(),
+                    source.display()
+                );
+            }
         }
     }
     Ok(())
