@@ -104,6 +104,7 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
             settings.state_dir.join("artefacts"),
         ))),
         attestation_window_days: settings.keys.attestation_window_days,
+        two_person_rule: settings.recovery.two_person_rule,
     };
     services
         .resume_signing()

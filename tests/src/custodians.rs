@@ -540,6 +540,31 @@ pub fn wait_for_recovery_state(
     }
 }
 
+/// Opens a one-hour drill of key `label` as the staff; returns its JSON
+/// report.
+#[track_caller]
+pub fn open_drill(daemon: &Daemon, label: &str) -> Value {
+    assert_ok_json(
+        &daemon
+            .rkm(&[
+                "drill",
+                "open",
+                "--key",
+                label,
+                "--reason",
+                "Quarterly drill",
+                "--incident",
+                "DRILL-2026-Q4",
+                "--expires",
+                "1h",
+                "--output",
+                "json",
+            ])
+            .unwrap(),
+        "drill open",
+    )
+}
+
 /// The audit entries of `action` (e.g. `access.refused`), read over the
 /// socket with `rkm audit show`.
 #[track_caller]

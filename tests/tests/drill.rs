@@ -10,7 +10,7 @@ use std::time::Duration;
 use rkm_tests::Daemon;
 use rkm_tests::custodians::{
     assert_fails, assert_ok, assert_ok_json, audit_key, custodians_with_fast_identities,
-    enrol_and_create_key, fetch_all, path_str, wait_for_recovery_state,
+    enrol_and_create_key, fetch_all, open_drill, path_str, wait_for_recovery_state,
 };
 use serde_json::Value;
 
@@ -35,25 +35,7 @@ fn drill_signs_only_a_challenge_and_reports_who_when_and_what_went_wrong() {
     assert_ok(&stranger.enrol(&daemon), "enrol mallory");
     fetch_all(&daemon, custodians, LABEL, &[]);
 
-    let opened = assert_ok_json(
-        &daemon
-            .rkm(&[
-                "drill",
-                "open",
-                "--key",
-                LABEL,
-                "--reason",
-                "Quarterly drill",
-                "--incident",
-                "DRILL-2026-Q4",
-                "--expires",
-                "1h",
-                "--output",
-                "json",
-            ])
-            .unwrap(),
-        "drill open",
-    );
+    let opened = open_drill(&daemon, LABEL);
     let id = opened["ceremony_id"].as_str().unwrap().to_owned();
     assert_eq!(opened["target_count"], 0, "{opened}");
     assert_eq!(opened["kind"], "drill", "{opened}");

@@ -195,16 +195,6 @@ fn serve_against_another_token_refuses_the_foreign_audit_key() {
 }
 
 #[test]
-fn serve_with_the_two_person_rule_on_refuses_to_start_rather_than_ignore_it() {
-    let mut daemon = DaemonBuilder::default().initialised().unwrap();
-    daemon.set_env("RKM_RECOVERY_TWO_PERSON_RULE", "true");
-    let (code, log) = serve_expecting_refusal(&daemon);
-    assert_ne!(code, Some(0));
-    assert!(log.contains("cannot enforce it yet"), "{log}");
-    assert!(log.contains("RKM_RECOVERY_TWO_PERSON_RULE=false"), "{log}");
-}
-
-#[test]
 fn serve_with_a_tcp_address_but_no_tls_exits_nonzero_naming_the_settings() {
     let mut daemon = DaemonBuilder::default().initialised().unwrap();
     daemon.set_env("RKM_LISTEN_TCP", "0.0.0.0:7443");

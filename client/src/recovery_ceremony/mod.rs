@@ -43,6 +43,13 @@ pub struct RecoveryReport {
     pub opened_by: String,
     pub opened_at: String,
     pub expires_at: String,
+    /// Two-person rule: no approval is taken until a second operator
+    /// confirms (`rkm recovery confirm`).
+    pub awaiting_confirmation: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmed_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmed_at: Option<String>,
     pub signed_count: u64,
     pub artefact_size: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -84,6 +91,9 @@ impl RecoveryReport {
             opened_by: summary.opened_by.clone(),
             opened_at: summary.opened_at.clone(),
             expires_at: summary.expires_at.clone(),
+            awaiting_confirmation: summary.awaiting_confirmation,
+            confirmed_by: (!summary.confirmed_by.is_empty()).then(|| summary.confirmed_by.clone()),
+            confirmed_at: (!summary.confirmed_at.is_empty()).then(|| summary.confirmed_at.clone()),
             signed_count: summary.signed_count,
             artefact_size: summary.artefact_size,
             failure: (!summary.failure.is_empty()).then(|| summary.failure.clone()),
@@ -190,6 +200,16 @@ pub fn render(report: &RecoveryReport) -> String {
         "opened      {} by {}",
         report.opened_at, report.opened_by
     );
+    if report.awaiting_confirmation {
+        let _ = writeln!(
+            text,
+            "confirmed   not yet: a second operator must run `rkm recovery confirm {}` before custodians can approve (two-person rule)",
+            report.ceremony_id
+        );
+    }
+    if let (Some(by), Some(at)) = (&report.confirmed_by, &report.confirmed_at) {
+        let _ = writeln!(text, "confirmed   {at} by {by}");
+    }
     let _ = writeln!(text, "expires     {}", report.expires_at);
     if report.state != "open" {
         let _ = writeln!(

@@ -67,8 +67,9 @@ fn to_proto(summary: recovery::RecoverySummary) -> RecoverySummary {
         signed_count: summary.signed_count,
         artefact_size: summary.artefact_size,
         failure: summary.failure,
-        awaiting_confirmation: false,
-        confirmed_by: String::new(),
+        awaiting_confirmation: summary.awaiting_confirmation,
+        confirmed_by: summary.confirmed_by,
+        confirmed_at: summary.confirmed_at,
     }
 }
 
@@ -184,11 +185,17 @@ impl RecoveryService for RecoveryApi {
     #[tracing::instrument(skip_all)]
     async fn confirm_recovery(
         &self,
-        _request: Request<ConfirmRecoveryRequest>,
+        request: Request<ConfirmRecoveryRequest>,
     ) -> Result<Response<ConfirmRecoveryResponse>, Status> {
-        Err(Status::failed_precondition(
-            "the two-person rule is off on this rkmd (recovery.two_person_rule): recoveries need no confirmation",
-        ))
+        let actor = actor(&request);
+        let summary = self
+            .services
+            .confirm_recovery(&actor, request.into_inner().ceremony_id)
+            .await
+            .map_err(ceremony_status)?;
+        Ok(Response::new(ConfirmRecoveryResponse {
+            recovery: Some(to_proto(summary)),
+        }))
     }
 
     #[tracing::instrument(skip_all)]

@@ -66,6 +66,7 @@ async fn services(token: &SoftHsmToken, dir: &std::path::Path) -> Services {
             dir.join("artefacts"),
         ))),
         attestation_window_days: 90,
+        two_person_rule: false,
     }
 }
 

@@ -38,6 +38,9 @@ pub struct Services {
     pub(crate) recovery: Option<std::sync::Arc<recovery::RecoveryRuntime>>,
     /// Days a share attestation counts as recent.
     pub(crate) attestation_window_days: u32,
+    /// A recovery (not a drill) takes approvals only once a second operator
+    /// has confirmed it (`recovery.two_person_rule`).
+    pub(crate) two_person_rule: bool,
 }
 
 /// The current time as RFC 3339 UTC with seconds.

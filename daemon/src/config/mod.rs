@@ -50,10 +50,6 @@ pub enum ConfigError {
         "listen.tcp {addr} needs TLS: set tls.certificate, tls.private_key and tls.client_ca (RKM_TLS_CERTIFICATE, RKM_TLS_PRIVATE_KEY, RKM_TLS_CLIENT_CA); `rkmd dev-pki DIR` makes a development set"
     )]
     TcpWithoutTls { addr: SocketAddr },
-    #[error(
-        "recovery.two_person_rule is on, but this rkmd cannot enforce it yet (recoveries would open without a second operator): set it to false (RKM_RECOVERY_TWO_PERSON_RULE=false) and require a second operator by procedure"
-    )]
-    TwoPersonRuleUnsupported,
     #[error("{0}")]
     Access(#[from] crate::access::roles::PrincipalError),
 }
@@ -368,11 +364,6 @@ impl Settings {
             if tls.certificate.is_none() || tls.private_key.is_none() || tls.client_ca.is_none() {
                 return Err(ConfigError::TcpWithoutTls { addr });
             }
-        }
-        // Refused rather than ignored: an operator who turns it on must
-        // not believe a rule holds that does not.
-        if self.recovery.two_person_rule {
-            return Err(ConfigError::TwoPersonRuleUnsupported);
         }
         self.role_map()?;
         Ok(())

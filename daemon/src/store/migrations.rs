@@ -130,4 +130,9 @@ pub const MIGRATIONS: &[&str] = &[
     // that proves possession of it in receipts and attestations; NULL for
     // keys imported from a record.
     "ALTER TABLE key_custodians ADD COLUMN possession_public_key BLOB;",
+    // 8: the two-person rule: a recovery opened under it takes no approval
+    // until a second operator confirms it; who did, and when.
+    "ALTER TABLE recoveries ADD COLUMN awaiting_confirmation INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE recoveries ADD COLUMN confirmed_by TEXT NOT NULL DEFAULT '';
+    ALTER TABLE recoveries ADD COLUMN confirmed_at TEXT NOT NULL DEFAULT '';",
 ];

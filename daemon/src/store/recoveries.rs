@@ -25,6 +25,10 @@ pub struct RecoveryRow {
     pub signed_count: u64,
     pub artefact_size: u64,
     pub failure: String,
+    /// Under the two-person rule, until a second operator confirms it.
+    pub awaiting_confirmation: bool,
+    pub confirmed_by: String,
+    pub confirmed_at: String,
 }
 
 /// A recovery request to store beside its ceremony row.
@@ -35,6 +39,8 @@ pub struct NewRecovery<'a> {
     pub canonical_request: &'a [u8],
     pub request_digest: &'a [u8; 32],
     pub target_count: u64,
+    /// Opened under the two-person rule: approvals wait for a second operator.
+    pub awaiting_confirmation: bool,
 }
 
 /// (sequence, device id) of one target.
@@ -46,14 +52,16 @@ pub type Target = (i64, String);
 /// SQLite fails.
 pub fn insert(tx: &mut Tx<'_>, recovery: &NewRecovery<'_>) -> Result<(), StoreError> {
     tx.connection().execute(
-        "INSERT INTO recoveries (ceremony_id, key_id, canonical_request, request_digest, target_count)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO recoveries (ceremony_id, key_id, canonical_request, request_digest, target_count,
+                                 awaiting_confirmation)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
             recovery.ceremony_id,
             recovery.key_id,
             recovery.canonical_request,
             recovery.request_digest.to_vec(),
-            to_sql(recovery.target_count)
+            to_sql(recovery.target_count),
+            recovery.awaiting_confirmation
         ],
     )?;
     Ok(())
@@ -69,7 +77,8 @@ pub fn load(tx: &Tx<'_>, ceremony_id: &str) -> Result<Option<RecoveryRow>, Store
         .query_row(
             "SELECT r.ceremony_id, r.key_id, k.label, c.state, r.canonical_request, r.request_digest,
                     r.target_count, k.threshold, c.opened_by, c.opened_at, c.expires_at,
-                    r.signed_count, r.artefact_size, r.failure
+                    r.signed_count, r.artefact_size, r.failure,
+                    r.awaiting_confirmation, r.confirmed_by, r.confirmed_at
              FROM recoveries r JOIN ceremonies c ON c.id = r.ceremony_id JOIN keys k ON k.key_id = r.key_id
              WHERE r.ceremony_id = ?1",
             [ceremony_id],
@@ -89,6 +98,9 @@ pub fn load(tx: &Tx<'_>, ceremony_id: &str) -> Result<Option<RecoveryRow>, Store
                     signed_count: from_sql(row.get(11)?),
                     artefact_size: from_sql(row.get(12)?),
                     failure: row.get(13)?,
+                    awaiting_confirmation: row.get(14)?,
+                    confirmed_by: row.get(15)?,
+                    confirmed_at: row.get(16)?,
                     approvals: Vec::new(),
                 })
             },
@@ -99,6 +111,25 @@ pub fn load(tx: &Tx<'_>, ceremony_id: &str) -> Result<Option<RecoveryRow>, Store
     };
     row.approvals = approvals::of(tx, ceremony_id)?;
     Ok(Some(row))
+}
+
+/// Records that `confirmer` confirmed a recovery awaiting confirmation;
+/// false if it no longer awaits one (another operator was first).
+///
+/// # Errors
+/// SQLite fails.
+pub fn confirm(
+    tx: &mut Tx<'_>,
+    ceremony_id: &str,
+    confirmer: &str,
+    confirmed_at: &str,
+) -> Result<bool, StoreError> {
+    let changed = tx.connection().execute(
+        "UPDATE recoveries SET awaiting_confirmation = 0, confirmed_by = ?2, confirmed_at = ?3
+         WHERE ceremony_id = ?1 AND awaiting_confirmation = 1",
+        params![ceremony_id, confirmer, confirmed_at],
+    )?;
+    Ok(changed == 1)
 }
 
 /// Every recovery ceremony, newest first.

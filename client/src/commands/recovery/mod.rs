@@ -1,6 +1,6 @@
 //! `rkm recovery`: operators open recovery ceremonies and collect their
 //! artefact; custodians review a request and approve it with their share.
-//! One file per verb, and here the small ones (list, show, cancel); what
+//! One file per verb, and here the small ones (list, show, confirm, cancel); what
 //! they share with `rkm drill` lives in `crate::recovery_ceremony`.
 
 pub mod approve;
@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use anyhow::Context as _;
 use clap::Subcommand;
 use rkm_proto::v1::recovery_service_client::RecoveryServiceClient;
-use rkm_proto::v1::{CancelRecoveryRequest, ListRecoveriesRequest};
+use rkm_proto::v1::{CancelRecoveryRequest, ConfirmRecoveryRequest, ListRecoveriesRequest};
 
 use crate::connect::Target;
 use crate::exit::RpcResultExt as _;
@@ -27,6 +27,7 @@ pub enum RecoveryCommand {
     /// List recovery ceremonies, newest first.
     List,
     Show(ShowArgs),
+    Confirm(ConfirmArgs),
     Cancel(CancelArgs),
     Approve(Box<approve::ApproveArgs>),
     Collect(collect::CollectArgs),
@@ -40,6 +41,17 @@ pub enum RecoveryCommand {
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
     /// The ceremony id, as `rkm recovery open` and `rkm recovery list` print it.
+    pub ceremony_id: String,
+}
+
+/// Confirm a recovery another operator opened (operators, two-person rule).
+///
+/// With `recovery.two_person_rule` on in rkmd, custodians can approve a
+/// recovery only once an operator other than its opener confirms it. Read
+/// the request first with `rkm recovery show`.
+#[derive(Debug, clap::Args)]
+pub struct ConfirmArgs {
+    /// The ceremony id.
     pub ceremony_id: String,
 }
 
@@ -70,6 +82,7 @@ pub async fn run(
         RecoveryCommand::Collect(args) => collect::run(args, target, output).await,
         RecoveryCommand::List => list(target, output).await,
         RecoveryCommand::Show(args) => show(&args, target, output).await,
+        RecoveryCommand::Confirm(args) => confirm(args, target, output).await,
         RecoveryCommand::Cancel(args) => cancel(args, target, output).await,
     }
 }
@@ -98,11 +111,16 @@ async fn list(target: &Target, output: OutputFormat) -> anyhow::Result<()> {
                 } else {
                     format!("targets {}", report.target_count)
                 };
+                let state = if report.awaiting_confirmation {
+                    "unconfirmed"
+                } else {
+                    report.state
+                };
                 let _ = writeln!(
                     text,
-                    "{:<22} {:<10} {:<20} approvals {}/{}  {signs}  expires {}",
+                    "{:<22} {:<11} {:<20} approvals {}/{}  {signs}  expires {}",
                     report.ceremony_id,
-                    report.state,
+                    state,
                     report.key_label,
                     report.approval_count,
                     report.threshold,
@@ -128,6 +146,27 @@ async fn show(args: &ShowArgs, target: &Target, output: OutputFormat) -> anyhow:
     match output {
         OutputFormat::Json => print_json(&report),
         OutputFormat::Text => emit(&render(&report)),
+    }
+}
+
+async fn confirm(args: ConfirmArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
+    let mut client = RecoveryServiceClient::new(target.connect().await?);
+    let summary = client
+        .confirm_recovery(ConfirmRecoveryRequest {
+            ceremony_id: args.ceremony_id,
+        })
+        .await
+        .rpc("confirming the recovery ceremony")?
+        .into_inner()
+        .recovery
+        .context("rkmd sent no ceremony")?;
+    let report = RecoveryReport::new(&summary, None);
+    match output {
+        OutputFormat::Json => print_json(&report),
+        OutputFormat::Text => emit(&format!(
+            "ceremony {} is confirmed; its custodians were told they may approve it before {}\n",
+            report.ceremony_id, report.expires_at
+        )),
     }
 }
 

@@ -94,7 +94,7 @@ impl Services {
     }
 
     /// Checks that `custodian` may approve ceremony `ceremony_id` now: it is
-    /// open, and they are an enabled custodian of its key.
+    /// open (and confirmed, under the two-person rule), and they are an enabled custodian of its key.
     pub(super) async fn approver(
         &self,
         ceremony_id: &str,
@@ -105,6 +105,12 @@ impl Services {
             return Err(CeremonyError::FailedPrecondition(format!(
                 "ceremony {ceremony_id} is {}; it takes no more approvals",
                 summary.state.as_str()
+            )));
+        }
+        if summary.awaiting_confirmation {
+            return Err(CeremonyError::FailedPrecondition(format!(
+                "ceremony {ceremony_id} awaits a second operator's confirmation (two-person rule): it takes approvals once an operator other than {} runs `rkm recovery confirm {ceremony_id}`; you will get a notice",
+                summary.opened_by
             )));
         }
         let record = self.verified_record(&summary.key_id).await?;

@@ -7,10 +7,12 @@
 //!
 //! `runtime.rs` keeps the in-memory ceremony keys, `open.rs` validates and
 //! stages a request, `nonces.rs` and `approval.rs` take approvals, `close.rs`
-//! expires and cancels; this file holds the shared types and reads.
+//! expires and cancels, `confirm.rs` takes a second operator's confirmation
+//! under the two-person rule; this file holds the shared types and reads.
 
 mod approval;
 mod close;
+mod confirm;
 mod nonces;
 mod open;
 mod runtime;
@@ -46,6 +48,10 @@ pub struct RecoverySummary {
     pub signed_count: u64,
     pub artefact_size: u64,
     pub failure: String,
+    /// Under the two-person rule, until a second operator confirms it.
+    pub awaiting_confirmation: bool,
+    pub confirmed_by: String,
+    pub confirmed_at: String,
 }
 
 impl TryFrom<RecoveryRow> for RecoverySummary {
@@ -69,6 +75,9 @@ impl TryFrom<RecoveryRow> for RecoverySummary {
             signed_count: row.signed_count,
             artefact_size: row.artefact_size,
             failure: row.failure,
+            awaiting_confirmation: row.awaiting_confirmation,
+            confirmed_by: row.confirmed_by,
+            confirmed_at: row.confirmed_at,
         })
     }
 }

@@ -72,13 +72,15 @@ impl Services {
         let encoded = canonical.encode();
         let digest = canonical.digest();
         let expires_at = rfc3339_after(request.expires_in);
+        let awaiting_confirmation = self.two_person_rule && !request.drill;
         let event = event
             .subject(ceremony_id.clone())
             .detail("key_id", key.key_id.clone())
             .detail("request_digest", hex::encode(digest))
             .detail("targets", canonical.targets.count.to_string())
             .detail("expires_at", expires_at.clone())
-            .detail("justification", request.justification.clone());
+            .detail("justification", request.justification.clone())
+            .detail("awaiting_confirmation", awaiting_confirmation.to_string());
         let (id, opener, key_id, count) = (
             ceremony_id.clone(),
             actor.to_owned(),
@@ -110,6 +112,7 @@ impl Services {
                         canonical_request: &encoded,
                         request_digest: &digest,
                         target_count: count,
+                        awaiting_confirmation,
                     },
                 )
             })
@@ -131,9 +134,14 @@ impl Services {
         } else {
             format!("{} command(s)", canonical.targets.count)
         };
+        let when = if awaiting_confirmation {
+            "once a second operator has confirmed it (two-person rule; you will get a notice), before"
+        } else {
+            "before"
+        };
         for custodian in &key.receipts {
             let text = format!(
-                "{urgency} ceremony {ceremony_id} asks recovery key {:?} to sign {asks}; request digest {}. Review it with `rkm recovery show {ceremony_id}` and approve with `rkm recovery approve {ceremony_id}` before {expires_at}.",
+                "{urgency} ceremony {ceremony_id} asks recovery key {:?} to sign {asks}; request digest {}. Review it with `rkm recovery show {ceremony_id}` and approve with `rkm recovery approve {ceremony_id}` {when} {expires_at}.",
                 key.label,
                 hex::encode(digest)
             );
