@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::access::settings::env_list;
 pub use crate::access::settings::{AccessSettings, RecoverySettings, TlsSettings};
 use crate::secrets::UserPin;
+use crate::socket::{SocketGroup, SocketMode};
 
 /// Environment variable that holds the HSM user PIN itself.
 pub const PIN_ENV: &str = "RKM_HSM_PIN";
@@ -121,6 +122,10 @@ pub struct HsmSettings {
 pub struct ListenSettings {
     /// Unix socket path; defaults to `<state_dir>/rkmd.sock`.
     pub socket: Option<PathBuf>,
+    /// Permission bits of the socket, an octal string; never any for others.
+    pub socket_mode: SocketMode,
+    /// Group the socket is given (name or numeric gid); rkmd's own if unset.
+    pub socket_group: Option<SocketGroup>,
     /// Optional loopback TCP address.
     pub tcp: Option<SocketAddr>,
 }
@@ -228,7 +233,17 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc {
         key: "listen.socket",
         env: "RKM_LISTEN_SOCKET",
-        help: "Unix socket, mode 0600 [<state_dir>/rkmd.sock]",
+        help: "Unix socket for local administration [<state_dir>/rkmd.sock]",
+    },
+    SettingDoc {
+        key: "listen.socket_mode",
+        env: "RKM_LISTEN_SOCKET_MODE",
+        help: "octal mode of the socket, e.g. 0660; others never get access [0600]",
+    },
+    SettingDoc {
+        key: "listen.socket_group",
+        env: "RKM_LISTEN_SOCKET_GROUP",
+        help: "group of the socket, a name from /etc/group or a gid [rkmd's group]",
     },
     SettingDoc {
         key: "listen.tcp",
@@ -395,6 +410,14 @@ impl Settings {
                         .ok_or_else(|| invalid("expected a whole number above 0".to_owned()))?;
                 }
                 "listen.socket" => self.listen.socket = Some(PathBuf::from(&value)),
+                "listen.socket_mode" => {
+                    self.listen.socket_mode =
+                        SocketMode::parse(&value).map_err(|e| invalid(e.to_string()))?;
+                }
+                "listen.socket_group" => {
+                    self.listen.socket_group =
+                        Some(SocketGroup::parse(&value).map_err(|e| invalid(e.to_string()))?);
+                }
                 "listen.tcp" => {
                     self.listen.tcp = Some(value.parse().map_err(|e| invalid(format!("{e}")))?);
                 }
@@ -564,6 +587,11 @@ mod tests {
             Some(PathBuf::from("/etc/rkm/hsm.pin"))
         );
         assert_eq!(settings.listen.tcp, Some("0.0.0.0:7443".parse().unwrap()));
+        assert_eq!(settings.listen.socket_mode.bits(), 0o660);
+        assert_eq!(
+            settings.listen.socket_group,
+            Some(SocketGroup::Name("rkm-admins".to_owned()))
+        );
         assert_eq!(
             settings.tls.client_ca,
             Some(PathBuf::from("/etc/rkm/tls/clients-ca.pem"))
@@ -593,6 +621,8 @@ mod tests {
                     "RKM_ACCESS_LOCK_AFTER" => "4",
                     "RKM_ACCESS_LOCKOUT_SECONDS" => "9",
                     "RKM_RECOVERY_TWO_PERSON_RULE" => "true",
+                    "RKM_LISTEN_SOCKET_MODE" => "0660",
+                    "RKM_LISTEN_SOCKET_GROUP" => "rkm-admins",
                     other => other,
                 }
                 .to_owned(),
@@ -615,6 +645,11 @@ mod tests {
         assert_eq!(settings.access.lock_after, 4);
         assert_eq!(settings.access.lockout_seconds, 9);
         assert!(settings.recovery.two_person_rule);
+        assert_eq!(settings.listen.socket_mode.bits(), 0o660);
+        assert_eq!(
+            settings.listen.socket_group,
+            Some(SocketGroup::Name("rkm-admins".to_owned()))
+        );
         assert_eq!(
             settings.tls.client_ca,
             Some(PathBuf::from("RKM_TLS_CLIENT_CA"))
@@ -637,6 +672,31 @@ mod tests {
                 .contains("RKM_KEYS_ATTESTATION_WINDOW_DAYS"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn socket_mode_for_other_users_is_refused_in_file_and_environment() {
+        let mut settings = Settings::default();
+        assert_eq!(settings.listen.socket_mode, SocketMode::OWNER_ONLY);
+        let error = settings
+            .apply_env(|name| (name == "RKM_LISTEN_SOCKET_MODE").then(|| "0666".to_owned()))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("RKM_LISTEN_SOCKET_MODE"), "{error}");
+        assert!(error.contains("other users must never"), "{error}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rkmd.toml");
+        std::fs::write(&path, "[listen]\nsocket_mode = \"0604\"\n").unwrap();
+        let error = Settings::from_file(&path).unwrap_err().to_string();
+        assert!(error.contains("other users must never"), "{error}");
+        std::fs::write(
+            &path,
+            "[listen]\nsocket_mode = \"0660\"\nsocket_group = \"1234\"\n",
+        )
+        .unwrap();
+        let settings = Settings::from_file(&path).unwrap();
+        assert_eq!(settings.listen.socket_mode.bits(), 0o660);
+        assert_eq!(settings.listen.socket_group, Some(SocketGroup::Gid(1234)));
     }
 
     #[test]

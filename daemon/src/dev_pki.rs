@@ -49,7 +49,12 @@ pub struct DevPki {
 ///
 /// # Errors
 /// A file exists already, a write fails, or rcgen refuses a parameter.
-pub fn make(dir: &Path, hosts: &[String], extra_clients: &[String], days: u32) -> Result<DevPki, DevPkiError> {
+pub fn make(
+    dir: &Path,
+    hosts: &[String],
+    extra_clients: &[String],
+    days: u32,
+) -> Result<DevPki, DevPkiError> {
     let write_error = |path: &Path| {
         let path = path.to_owned();
         move |source| DevPkiError::Write { path, source }
@@ -73,7 +78,11 @@ pub fn make(dir: &Path, hosts: &[String], extra_clients: &[String], days: u32) -
     let issuer = Issuer::new(ca, ca_key);
     write(dir, "ca.pem", &ca_certificate.pem(), 0o644)?;
 
-    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     names.extend(hosts.iter().cloned());
     let mut server = CertificateParams::new(Vec::<String>::new())?;
     server.subject_alt_names = names
@@ -95,7 +104,11 @@ pub fn make(dir: &Path, hosts: &[String], extra_clients: &[String], days: u32) -
         .iter()
         .map(|(file, cn)| ((*file).to_owned(), (*cn).to_owned()))
         .collect();
-    clients.extend(extra_clients.iter().map(|name| (name.clone(), name.clone())));
+    clients.extend(
+        extra_clients
+            .iter()
+            .map(|name| (name.clone(), name.clone())),
+    );
     for (file, common_name) in &clients {
         let (certificate, key) = client_certificate(&issuer, common_name, now, until)?;
         write(dir, &format!("{file}.pem"), &certificate, 0o644)?;
