@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Installs SoftHSM2 when its PKCS#11 module is missing, then prints the module's
-# path. Idempotent: on a machine that has the module it only prints the path.
+# Installs SoftHSM2 when its PKCS#11 module is missing, and the Python gRPC
+# client the interop test runs (tests/python/install.sh), then prints the
+# module's path. Idempotent: on a machine that has both it only prints the
+# path. Everything else goes to standard error.
 set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 find_module() {
   local candidate
@@ -34,6 +37,8 @@ if ! find_module >/dev/null || ! command -v softhsm2-util >/dev/null; then
     "${sudo_cmd[@]}" apt-get install -y --no-install-recommends softhsm2 >&2
   fi
 fi
+
+"$here/../tests/python/install.sh" >&2
 
 find_module || {
   echo "install.sh: softhsm2 is installed but libsofthsm2.so was not found; dpkg -L libsofthsm2 shows where it is; set RKM_HSM_MODULE to it" >&2

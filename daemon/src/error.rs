@@ -37,8 +37,8 @@ pub enum DaemonError {
         token_fingerprint: String,
         store_fingerprint: String,
     },
-    #[error("another rkmd is listening on {}; stop it first", path.display())]
-    SocketInUse { path: PathBuf },
+    #[error(transparent)]
+    Socket(#[from] crate::socket::SocketError),
     #[error("cannot listen on {what}: {source}")]
     Listen {
         what: String,

@@ -13,5 +13,6 @@ pub mod hsm;
 pub mod process;
 pub mod secrets;
 pub mod server;
+pub mod socket;
 pub mod startup;
 pub mod store;

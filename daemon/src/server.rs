@@ -1,9 +1,9 @@
-//! `rkmd serve`: the gRPC services on a Unix socket (mode 0600) and
+//! `rkmd serve`: the gRPC services on a Unix socket (mode 0600 unless
+//! `listen.socket_mode` says otherwise, any `:authority`) and
 //! optionally a TCP port with TLS 1.3, both behind the access layer, until
 //! SIGTERM or SIGINT.
 
 use rkm_proto::audit_entry::action;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,7 +14,6 @@ use rkm_proto::v1::custodian_service_server::CustodianServiceServer;
 use rkm_proto::v1::key_service_server::KeyServiceServer;
 use rkm_proto::v1::recovery_service_server::RecoveryServiceServer;
 use rkm_proto::v1::system_service_server::SystemServiceServer;
-use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::UnixListenerStream;
@@ -37,6 +36,8 @@ use crate::ceremony::Services;
 use crate::ceremony::recovery::RecoveryRuntime;
 use crate::config::{ConfigError, Settings, TlsSettings};
 use crate::error::DaemonError;
+use crate::socket::authority::AnyAuthority;
+use crate::socket::{bind_unix_socket, remove_socket};
 use crate::startup;
 
 /// Serves until a shutdown signal; returns after the HSM is finalized.
@@ -130,7 +131,11 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
     .await;
 
     let socket_path = settings.socket_path();
-    let unix = bind_unix_socket(&socket_path)?;
+    let unix = bind_unix_socket(
+        &socket_path,
+        settings.listen.socket_mode,
+        settings.listen.socket_group.as_ref(),
+    )?;
     let (stop_sender, stop) = watch::channel(false);
     let (stop_checkpoints, checkpoints_stop) = watch::channel(false);
     let checkpointer = audit.spawn_checkpointer(
@@ -139,7 +144,8 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
     );
     let sweeper = spawn_expiry_sweeper(services.clone(), guard.clone(), checkpoints_stop);
     let mut servers = tokio::task::JoinSet::new();
-    let local = UnixListenerStream::new(unix).map(|accepted| accepted.map(LocalConnection::new));
+    let local = UnixListenerStream::new(unix)
+        .map(|accepted| accepted.map(|stream| AnyAuthority::new(LocalConnection::new(stream))));
     servers.spawn(
         Server::builder()
             .layer(access.clone())
@@ -234,10 +240,17 @@ async fn routes(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the embedded descriptor sets are valid");
+    // Older grpcurl and grpcio-reflection's client speak only v1alpha.
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(rkm_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("the embedded descriptor sets are valid");
     let mut routes = Routes::builder();
     routes
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(AccessServiceServer::new(access))
         .add_service(SystemServiceServer::new(system))
         .add_service(AuditServiceServer::new(audit))
@@ -289,38 +302,5 @@ async fn shutdown_signal() -> &'static str {
     tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = interrupt.recv() => "SIGINT",
-    }
-}
-
-/// Binds the socket so that only this user can connect: the umask is set
-/// around `bind`, so no other user ever sees a wider mode.
-fn bind_unix_socket(path: &Path) -> Result<UnixListener, DaemonError> {
-    let listen_error = |source| DaemonError::Listen {
-        what: path.display().to_string(),
-        source,
-    };
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(DaemonError::SocketInUse {
-                path: path.to_owned(),
-            });
-        }
-        std::fs::remove_file(path).map_err(listen_error)?;
-    }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(listen_error)?;
-    }
-    let previous = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
-    let bound = UnixListener::bind(path);
-    rustix::process::umask(previous);
-    let listener = bound.map_err(listen_error)?;
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .map_err(listen_error)?;
-    Ok(listener)
-}
-
-fn remove_socket(path: &PathBuf) {
-    if let Err(error) = std::fs::remove_file(path) {
-        tracing::debug!(%error, "removing the socket at shutdown");
     }
 }

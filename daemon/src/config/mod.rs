@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::access::settings::env_list;
 pub use crate::access::settings::{AccessSettings, RecoverySettings, TlsSettings};
 use crate::secrets::UserPin;
+use crate::socket::{SocketGroup, SocketMode};
 
 /// Environment variable that holds the HSM user PIN itself.
 pub const PIN_ENV: &str = "RKM_HSM_PIN";
@@ -123,6 +124,10 @@ pub struct HsmSettings {
 pub struct ListenSettings {
     /// Unix socket path; defaults to `<state_dir>/rkmd.sock`.
     pub socket: Option<PathBuf>,
+    /// Permission bits of the socket, an octal string; never any for others.
+    pub socket_mode: SocketMode,
+    /// Group the socket is given (name or numeric gid); rkmd's own if unset.
+    pub socket_group: Option<SocketGroup>,
     /// Optional loopback TCP address.
     pub tcp: Option<SocketAddr>,
 }
@@ -273,6 +278,14 @@ impl Settings {
                         .ok_or_else(|| invalid("expected a whole number above 0".to_owned()))?;
                 }
                 "listen.socket" => self.listen.socket = Some(PathBuf::from(&value)),
+                "listen.socket_mode" => {
+                    self.listen.socket_mode =
+                        SocketMode::parse(&value).map_err(|e| invalid(e.to_string()))?;
+                }
+                "listen.socket_group" => {
+                    self.listen.socket_group =
+                        Some(SocketGroup::parse(&value).map_err(|e| invalid(e.to_string()))?);
+                }
                 "listen.tcp" => {
                     self.listen.tcp = Some(value.parse().map_err(|e| invalid(format!("{e}")))?);
                 }
@@ -428,118 +441,4 @@ impl Settings {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn example_config_parses_and_sets_every_section() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("rkmd.example.toml");
-        let settings = Settings::from_file(&path).unwrap();
-        assert_eq!(settings.state_dir, PathBuf::from("/var/lib/rkm"));
-        assert_eq!(settings.hsm.token_label, "rkm");
-        assert_eq!(
-            settings.hsm.pin_file,
-            Some(PathBuf::from("/etc/rkm/hsm.pin"))
-        );
-        assert_eq!(settings.listen.tcp, Some("0.0.0.0:7443".parse().unwrap()));
-        assert_eq!(
-            settings.tls.client_ca,
-            Some(PathBuf::from("/etc/rkm/tls/clients-ca.pem"))
-        );
-        assert_eq!(settings.access.operator, vec!["cn:rkm-operator".to_owned()]);
-        assert!(!settings.recovery.two_person_rule);
-        assert_eq!(settings.log.format, LogFormat::Text);
-        assert_eq!(settings.audit.checkpoint_interval_ms, 2000);
-        assert_eq!(settings.store.max_size_mb, 0);
-        settings.validate().unwrap();
-    }
-
-    #[test]
-    fn environment_overrides_the_file_for_every_setting() {
-        let mut settings = Settings::default();
-        let values = |name: &str| -> Option<String> {
-            Some(
-                match name {
-                    "RKM_HSM_WORKERS" => "3",
-                    "RKM_LISTEN_TCP" => "127.0.0.1:9000",
-                    "RKM_LOG_FORMAT" => "json",
-                    "RKM_AUDIT_CHECKPOINT_INTERVAL_MS" => "500",
-                    "RKM_AUDIT_MAX_BATCH" => "8",
-                    "RKM_STORE_MAX_SIZE_MB" => "64",
-                    "RKM_KEYS_ATTESTATION_WINDOW_DAYS" => "30",
-                    "RKM_ACCESS_OPERATOR" => "cn:a, uid:7",
-                    "RKM_ACCESS_LOCK_AFTER" => "4",
-                    "RKM_ACCESS_LOCKOUT_SECONDS" => "9",
-                    "RKM_RECOVERY_TWO_PERSON_RULE" => "true",
-                    other => other,
-                }
-                .to_owned(),
-            )
-        };
-        settings.apply_env(values).unwrap();
-        assert_eq!(settings.state_dir, PathBuf::from("RKM_STATE_DIR"));
-        assert_eq!(settings.hsm.token_label, "RKM_HSM_TOKEN_LABEL");
-        assert_eq!(settings.hsm.workers, 3);
-        assert_eq!(settings.log.format, LogFormat::Json);
-        assert_eq!(settings.audit.origin, "RKM_AUDIT_ORIGIN");
-        assert_eq!(settings.audit.checkpoint_interval_ms, 500);
-        assert_eq!(settings.audit.max_batch, 8);
-        assert_eq!(settings.store.max_size_mb, 64);
-        assert_eq!(settings.keys.attestation_window_days, 30);
-        assert_eq!(
-            settings.access.operator,
-            vec!["cn:a".to_owned(), "uid:7".to_owned()]
-        );
-        assert_eq!(settings.access.lock_after, 4);
-        assert_eq!(settings.access.lockout_seconds, 9);
-        assert!(settings.recovery.two_person_rule);
-        assert_eq!(
-            settings.tls.client_ca,
-            Some(PathBuf::from("RKM_TLS_CLIENT_CA"))
-        );
-    }
-
-    #[test]
-    fn bad_environment_value_names_the_variable() {
-        let mut settings = Settings::default();
-        let error = settings
-            .apply_env(|name| (name == "RKM_HSM_WORKERS").then(|| "many".to_owned()))
-            .unwrap_err();
-        assert!(error.to_string().contains("RKM_HSM_WORKERS"), "{error}");
-        let error = settings
-            .apply_env(|name| (name == "RKM_KEYS_ATTESTATION_WINDOW_DAYS").then(|| "0".to_owned()))
-            .unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .contains("RKM_KEYS_ATTESTATION_WINDOW_DAYS"),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn unknown_key_in_file_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("rkmd.toml");
-        std::fs::write(&path, "[hsm]\nmodul = \"/x.so\"\n").unwrap();
-        let error = Settings::from_file(&path).unwrap_err();
-        assert!(error.to_string().contains("modul"), "{error}");
-    }
-
-    #[test]
-    fn tcp_listener_without_tls_is_refused() {
-        let mut settings = Settings::default();
-        settings.listen.tcp = Some("127.0.0.1:7443".parse().unwrap());
-        let error = settings.validate().unwrap_err();
-        assert!(matches!(error, ConfigError::TcpWithoutTls { .. }));
-        assert!(error.to_string().contains("rkmd dev-pki"), "{error}");
-    }
-
-    #[test]
-    fn malformed_role_entry_is_refused_at_start() {
-        let mut settings = Settings::default();
-        settings.access.auditor = vec!["bob".to_owned()];
-        let error = settings.validate().unwrap_err().to_string();
-        assert!(error.contains("access.auditor"), "{error}");
-    }
-}
+mod tests;

@@ -39,7 +39,17 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc {
         key: "listen.socket",
         env: "RKM_LISTEN_SOCKET",
-        help: "Unix socket, mode 0600 [<state_dir>/rkmd.sock]",
+        help: "Unix socket for local administration [<state_dir>/rkmd.sock]",
+    },
+    SettingDoc {
+        key: "listen.socket_mode",
+        env: "RKM_LISTEN_SOCKET_MODE",
+        help: "octal mode of the socket, e.g. 0660; others never get access [0600]",
+    },
+    SettingDoc {
+        key: "listen.socket_group",
+        env: "RKM_LISTEN_SOCKET_GROUP",
+        help: "group of the socket, a name from /etc/group or a gid [rkmd's group]",
     },
     SettingDoc {
         key: "listen.tcp",
