@@ -112,6 +112,7 @@ TOML
 ceremony=$(operator --output json recovery open --key demo-root --request "$work/request.toml" \
   --targets "$work/devices.txt" --expires 1h | python3 -c 'import json,sys; print(json.load(sys.stdin)["ceremony_id"])')
 echo "ceremony $ceremony"
+custodian alice recovery list --identity "$work/alice/identity" --passphrase-file "$work/alice/passphrase"
 for name in alice bob; do
   custodian "$name" recovery approve "$ceremony" --identity "$work/$name/identity" \
     --passphrase-file "$work/$name/passphrase" --yes

@@ -27,6 +27,7 @@ pub mod method {
     pub const SUBMIT_RECEIPT: &str = "/rkm.v1.KeyService/SubmitReceipt";
     pub const ATTEST_SHARE: &str = "/rkm.v1.KeyService/AttestShare";
     pub const GET_RECOVERY: &str = "/rkm.v1.RecoveryService/GetRecovery";
+    pub const LIST_RECOVERIES: &str = "/rkm.v1.RecoveryService/ListRecoveries";
     pub const GET_APPROVAL_NONCE: &str = "/rkm.v1.RecoveryService/GetApprovalNonce";
     pub const APPROVE: &str = "/rkm.v1.RecoveryService/Approve";
     pub const LIST_NOTICES: &str = "/rkm.v1.CustodianService/ListNotices";

@@ -540,6 +540,41 @@ pub fn wait_for_recovery_state(
     }
 }
 
+/// A revoke-certificate request file with two inline targets (`meter-1`,
+/// `meter-2`); `serial` tells requests apart.
+pub fn small_request_file(dir: &Path, serial: &str) -> PathBuf {
+    let file = dir.join(format!("request-{serial}.toml"));
+    std::fs::write(
+        &file,
+        format!("reason = \"Issuing CA 2 key compromised\"\nincident = \"INC-4711\"\nnot_before = \"2026-11-27T00:00:00Z\"\nnot_after = \"2026-12-04T00:00:00Z\"\ntargets = [\"meter-1\", \"meter-2\"]\n\n[command]\nkind = \"revoke-certificate\"\nissuer = \"CN=Issuing CA 2, O=Grid\"\nserial = \"{serial}\"\n"),
+    )
+    .unwrap();
+    file
+}
+
+/// Opens a one-hour recovery of key `label` for `request` as the staff;
+/// returns its JSON report.
+#[track_caller]
+pub fn open_small_recovery(daemon: &Daemon, label: &str, request: &Path) -> Value {
+    assert_ok_json(
+        &daemon
+            .rkm(&[
+                "recovery",
+                "open",
+                "--key",
+                label,
+                "--request",
+                path_str(request),
+                "--expires",
+                "1h",
+                "--output",
+                "json",
+            ])
+            .unwrap(),
+        "recovery open",
+    )
+}
+
 /// Opens a one-hour drill of key `label` as the staff; returns its JSON
 /// report.
 #[track_caller]

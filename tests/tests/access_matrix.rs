@@ -122,8 +122,17 @@ const EXPECTED: &[(&str, Option<u32>, &[Caller])] = &[
     ),
     ("/rkm.v1.KeyService/ImportKey", None, &[Admin]),
     ("/rkm.v1.RecoveryService/OpenRecovery", None, &[Operator]),
-    ("/rkm.v1.RecoveryService/GetRecovery", None, KNOWN),
-    ("/rkm.v1.RecoveryService/ListRecoveries", None, KNOWN),
+    // A custodian names themselves and sees only their own keys' ceremonies.
+    (
+        "/rkm.v1.RecoveryService/GetRecovery",
+        Some(2),
+        &[Custodian, Admin, Operator, Auditor],
+    ),
+    (
+        "/rkm.v1.RecoveryService/ListRecoveries",
+        Some(1),
+        &[Custodian, Admin, Operator, Auditor],
+    ),
     ("/rkm.v1.RecoveryService/CancelRecovery", None, &[Operator]),
     ("/rkm.v1.RecoveryService/ConfirmRecovery", None, &[Operator]),
     (

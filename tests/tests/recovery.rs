@@ -378,6 +378,7 @@ async fn summary(client: &mut Grpc, by: &Custodian, id: &str) -> RecoverySummary
             method::GET_RECOVERY,
             GetRecoveryRequest {
                 ceremony_id: id.to_owned(),
+                custodian: by.name.clone(),
             },
         )
         .await;

@@ -7,13 +7,13 @@
 //! setting turned off. With the rule off, nothing waits and confirming is
 //! refused as needless.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use rkm_tests::custodians::{
     Custodian, assert_fails, assert_ok, assert_ok_json, audit_entries,
-    custodians_with_fast_identities, enrol_and_create_key, fetch_all, open_drill, path_str,
-    wait_for_audit_entry, wait_for_recovery_state,
+    custodians_with_fast_identities, enrol_and_create_key, fetch_all, open_drill,
+    open_small_recovery, small_request_file, wait_for_audit_entry, wait_for_recovery_state,
 };
 use rkm_tests::{Daemon, DaemonBuilder, STAFF_CLIENT};
 use serde_json::Value;
@@ -39,36 +39,9 @@ fn with_key(daemon: &Daemon, dir: &Path) -> Vec<Custodian> {
     custodians
 }
 
-fn request_file(dir: &Path) -> PathBuf {
-    let file = dir.join("request.toml");
-    std::fs::write(
-        &file,
-        "reason = \"Issuing CA 2 key compromised\"\nincident = \"INC-4711\"\nnot_before = \"2026-11-27T00:00:00Z\"\nnot_after = \"2026-12-04T00:00:00Z\"\ntargets = [\"meter-1\", \"meter-2\"]\n\n[command]\nkind = \"revoke-certificate\"\nissuer = \"CN=Issuing CA 2, O=Grid\"\nserial = \"0a1b2c\"\n",
-    )
-    .unwrap();
-    file
-}
-
-/// Opens a recovery with the staff certificate; returns its JSON report.
+/// Opens a recovery of the test key with the staff certificate.
 fn open_recovery(daemon: &Daemon, dir: &Path) -> Value {
-    let request = request_file(dir);
-    assert_ok_json(
-        &daemon
-            .rkm(&[
-                "recovery",
-                "open",
-                "--key",
-                LABEL,
-                "--request",
-                path_str(&request),
-                "--expires",
-                "1h",
-                "--output",
-                "json",
-            ])
-            .unwrap(),
-        "recovery open",
-    )
+    open_small_recovery(daemon, LABEL, &small_request_file(dir, "0a1b2c"))
 }
 
 fn confirm_as(daemon: &Daemon, client: &str, id: &str) -> std::process::Output {

@@ -276,6 +276,7 @@ async fn report(args: &ReportArgs, target: &Target, output: OutputFormat) -> any
         &mut RecoveryServiceClient::new(channel.clone()),
         rkm_proto::v1::GetRecoveryRequest {
             ceremony_id: args.ceremony_id.clone(),
+            ..Default::default()
         },
     )
     .await?;

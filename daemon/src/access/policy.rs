@@ -121,14 +121,16 @@ pub const RULES: &[(&str, Rule)] = &[
     ),
     ("/rkm.v1.KeyService/ImportKey", roles(&[Admin])),
     ("/rkm.v1.RecoveryService/OpenRecovery", roles(&[Operator])),
-    // Custodians review the request they are asked to approve.
+    // Custodians review the requests they are asked to approve, and only
+    // those: field 2 (1 for the listing) names them, and the handler keeps
+    // to keys they hold a share of.
     (
         "/rkm.v1.RecoveryService/GetRecovery",
-        about_field_1(roles(ANYONE_KNOWN)),
+        about_field_1(custodian_for(2, ANYONE_KNOWN)),
     ),
     (
         "/rkm.v1.RecoveryService/ListRecoveries",
-        roles(ANYONE_KNOWN),
+        custodian_for(1, ANYONE_KNOWN),
     ),
     ("/rkm.v1.RecoveryService/CancelRecovery", roles(&[Operator])),
     (

@@ -73,6 +73,12 @@ fn to_proto(summary: recovery::RecoverySummary) -> RecoverySummary {
     }
 }
 
+/// The custodian a request names, if any: the access layer has checked
+/// that a custodian caller names themselves.
+fn named(custodian: String) -> Option<String> {
+    (!custodian.is_empty()).then_some(custodian)
+}
+
 #[tonic::async_trait]
 impl RecoveryService for RecoveryApi {
     type CollectArtefactStream = ResponseStream<ArtefactChunk>;
@@ -140,9 +146,10 @@ impl RecoveryService for RecoveryApi {
         &self,
         request: Request<GetRecoveryRequest>,
     ) -> Result<Response<GetRecoveryResponse>, Status> {
+        let request = request.into_inner();
         let summary = self
             .services
-            .get_recovery(request.into_inner().ceremony_id)
+            .get_recovery_for(request.ceremony_id, named(request.custodian))
             .await
             .map_err(ceremony_status)?;
         Ok(Response::new(GetRecoveryResponse {
@@ -153,11 +160,11 @@ impl RecoveryService for RecoveryApi {
     #[tracing::instrument(skip_all)]
     async fn list_recoveries(
         &self,
-        _request: Request<ListRecoveriesRequest>,
+        request: Request<ListRecoveriesRequest>,
     ) -> Result<Response<ListRecoveriesResponse>, Status> {
         let all = self
             .services
-            .list_recoveries()
+            .list_recoveries(named(request.into_inner().custodian))
             .await
             .map_err(ceremony_status)?;
         Ok(Response::new(ListRecoveriesResponse {

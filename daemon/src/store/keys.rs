@@ -153,6 +153,22 @@ pub fn with_public_key(tx: &Tx<'_>, spki: &[u8]) -> Result<Option<String>, Store
         .optional()?)
 }
 
+/// Whether `custodian` holds a share of key `key_id`.
+///
+/// # Errors
+/// SQLite fails.
+pub fn holds_share(tx: &Tx<'_>, key_id: &str, custodian: &str) -> Result<bool, StoreError> {
+    Ok(tx
+        .connection()
+        .query_row(
+            "SELECT 1 FROM key_custodians WHERE key_id = ?1 AND custodian = ?2",
+            [key_id, custodian],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
 /// The key here with this key id, label or public key, if any.
 ///
 /// # Errors

@@ -132,15 +132,21 @@ pub fn confirm(
     Ok(changed == 1)
 }
 
-/// Every recovery ceremony, newest first.
+/// Every recovery ceremony, newest first; with `custodian`, only those on
+/// keys that custodian holds a share of.
 ///
 /// # Errors
 /// SQLite fails.
-pub fn list(tx: &Tx<'_>) -> Result<Vec<RecoveryRow>, StoreError> {
+pub fn list(tx: &Tx<'_>, custodian: Option<&str>) -> Result<Vec<RecoveryRow>, StoreError> {
     let ids: Vec<String> = tx
         .connection()
-        .prepare("SELECT r.ceremony_id FROM recoveries r JOIN ceremonies c ON c.id = r.ceremony_id ORDER BY c.opened_at DESC")?
-        .query_map([], |row| row.get(0))?
+        .prepare(
+            "SELECT r.ceremony_id FROM recoveries r JOIN ceremonies c ON c.id = r.ceremony_id
+             WHERE ?1 IS NULL
+                OR EXISTS (SELECT 1 FROM key_custodians kc WHERE kc.key_id = r.key_id AND kc.custodian = ?1)
+             ORDER BY c.opened_at DESC",
+        )?
+        .query_map([custodian], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     let mut all = Vec::with_capacity(ids.len());
     for id in ids {

@@ -138,6 +138,7 @@ pub(crate) async fn get_recovery(
     client
         .get_recovery(GetRecoveryRequest {
             ceremony_id: id.to_owned(),
+            ..Default::default()
         })
         .await?
         .into_inner()

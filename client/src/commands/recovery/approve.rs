@@ -90,6 +90,7 @@ async fn custodian_view(
 ) -> anyhow::Result<RecoverySummary> {
     let request = rkm_proto::v1::GetRecoveryRequest {
         ceremony_id: id.to_owned(),
+        custodian: identity.name().to_owned(),
     };
     get_recovery(
         &mut RecoveryServiceClient::new(channel.clone()),

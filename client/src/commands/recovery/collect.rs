@@ -237,6 +237,7 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
         &mut client,
         rkm_proto::v1::GetRecoveryRequest {
             ceremony_id: args.ceremony_id.clone(),
+            ..Default::default()
         },
     )
     .await?;
@@ -287,6 +288,7 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
         &mut client,
         rkm_proto::v1::GetRecoveryRequest {
             ceremony_id: args.ceremony_id.clone(),
+            ..Default::default()
         },
     )
     .await?;

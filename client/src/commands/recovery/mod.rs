@@ -8,6 +8,7 @@ pub mod collect;
 pub mod open;
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Subcommand;
@@ -15,8 +16,10 @@ use rkm_proto::v1::recovery_service_client::RecoveryServiceClient;
 use rkm_proto::v1::{CancelRecoveryRequest, ConfirmRecoveryRequest, ListRecoveriesRequest};
 
 use crate::connect::Target;
+use crate::custodian_auth::{method, signed_request};
 use crate::exit::RpcResultExt as _;
 use crate::output::{OutputFormat, emit, print_json};
+use crate::passphrase::{PassphraseArgs, open_identity};
 use crate::recovery_ceremony::opening::OpenArgs;
 use crate::recovery_ceremony::{RecoveryReport, checked_request, get_recovery, render};
 
@@ -24,13 +27,36 @@ use crate::recovery_ceremony::{RecoveryReport, checked_request, get_recovery, re
 #[derive(Debug, Subcommand)]
 pub enum RecoveryCommand {
     Open(OpenArgs),
-    /// List recovery ceremonies, newest first.
-    List,
+    List(ListArgs),
     Show(ShowArgs),
     Confirm(ConfirmArgs),
     Cancel(CancelArgs),
     Approve(Box<approve::ApproveArgs>),
     Collect(collect::CollectArgs),
+}
+
+/// List recovery ceremonies, newest first.
+///
+/// Operators and auditors see every ceremony (--custodian keeps to the keys
+/// one custodian holds a share of); a custodian gives --identity and sees
+/// the ceremonies of their own keys.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Only ceremonies on keys this custodian holds a share of.
+    #[arg(long, conflicts_with = "identity")]
+    pub custodian: Option<String>,
+    #[command(flatten)]
+    pub custodian_identity: CustodianIdentityArgs,
+}
+
+/// A custodian's identity, for the commands they run without a certificate.
+#[derive(Debug, clap::Args)]
+pub struct CustodianIdentityArgs {
+    /// Your identity file, to ask as a custodian (no client certificate).
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
 }
 
 /// Show one recovery ceremony: the decoded request custodians approve, its
@@ -42,6 +68,8 @@ pub enum RecoveryCommand {
 pub struct ShowArgs {
     /// The ceremony id, as `rkm recovery open` and `rkm recovery list` print it.
     pub ceremony_id: String,
+    #[command(flatten)]
+    pub custodian_identity: CustodianIdentityArgs,
 }
 
 /// Confirm a recovery another operator opened (operators, two-person rule).
@@ -80,17 +108,45 @@ pub async fn run(
         RecoveryCommand::Open(args) => open::run(args, target, output).await,
         RecoveryCommand::Approve(args) => approve::run(*args, target, output).await,
         RecoveryCommand::Collect(args) => collect::run(args, target, output).await,
-        RecoveryCommand::List => list(target, output).await,
+        RecoveryCommand::List(args) => list(args, target, output).await,
         RecoveryCommand::Show(args) => show(&args, target, output).await,
         RecoveryCommand::Confirm(args) => confirm(args, target, output).await,
         RecoveryCommand::Cancel(args) => cancel(args, target, output).await,
     }
 }
 
-async fn list(target: &Target, output: OutputFormat) -> anyhow::Result<()> {
-    let mut client = RecoveryServiceClient::new(target.connect().await?);
-    let all: Vec<RecoveryReport> = client
-        .list_recoveries(ListRecoveriesRequest {})
+/// `request` as its caller sends it: signed by the custodian whose identity
+/// is given, after `name_custodian` puts their name in it; as it is, for
+/// staff.
+async fn as_caller<T: prost::Message>(
+    channel: &tonic::transport::Channel,
+    identity: &CustodianIdentityArgs,
+    rpc: &'static str,
+    mut request: T,
+    name_custodian: impl FnOnce(&mut T, &str),
+) -> anyhow::Result<tonic::Request<T>> {
+    let Some(path) = &identity.identity else {
+        return Ok(tonic::Request::new(request));
+    };
+    let identity = open_identity(path, &identity.passphrase)?;
+    name_custodian(&mut request, identity.name());
+    signed_request(channel, &identity, rpc, request).await
+}
+
+async fn list(args: ListArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
+    let channel = target.connect().await?;
+    let request = as_caller(
+        &channel,
+        &args.custodian_identity,
+        method::LIST_RECOVERIES,
+        ListRecoveriesRequest {
+            custodian: args.custodian.unwrap_or_default(),
+        },
+        |request, name| name.clone_into(&mut request.custodian),
+    )
+    .await?;
+    let all: Vec<RecoveryReport> = RecoveryServiceClient::new(channel)
+        .list_recoveries(request)
         .await
         .rpc("listing recovery ceremonies")?
         .into_inner()
@@ -133,14 +189,19 @@ async fn list(target: &Target, output: OutputFormat) -> anyhow::Result<()> {
 }
 
 async fn show(args: &ShowArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
-    let mut client = RecoveryServiceClient::new(target.connect().await?);
-    let summary = get_recovery(
-        &mut client,
+    let channel = target.connect().await?;
+    let request = as_caller(
+        &channel,
+        &args.custodian_identity,
+        method::GET_RECOVERY,
         rkm_proto::v1::GetRecoveryRequest {
             ceremony_id: args.ceremony_id.clone(),
+            ..Default::default()
         },
+        |request, name| name.clone_into(&mut request.custodian),
     )
     .await?;
+    let summary = get_recovery(&mut RecoveryServiceClient::new(channel), request).await?;
     let (request, _) = checked_request(&summary)?;
     let report = RecoveryReport::new(&summary, Some(&request));
     match output {

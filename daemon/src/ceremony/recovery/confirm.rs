@@ -124,7 +124,7 @@ impl Services {
         let id = &summary.ceremony_id;
         for custodian in &record.custodians {
             let text = format!(
-                "Ceremony {id} on recovery key {:?} was confirmed by a second operator ({actor}). Review it with `rkm recovery show {id}` and approve with `rkm recovery approve {id}` before {}.",
+                "Ceremony {id} on recovery key {:?} was confirmed by a second operator ({actor}). Review it with `rkm recovery show {id} --identity FILE` and approve with `rkm recovery approve {id}` before {}.",
                 summary.key_label, summary.expires_at
             );
             self.send_notice(actor, id, &custodian.name, text).await?;

@@ -158,13 +158,50 @@ impl Services {
         Ok(summary)
     }
 
-    /// Every recovery ceremony, newest first.
+    /// A recovery ceremony as `custodian` may see it: only one on a key they
+    /// hold a share of. `None` (staff) sees every ceremony.
+    ///
+    /// # Errors
+    /// No such ceremony, or none the custodian may see: the same answer, so
+    /// a custodian learns nothing of other keys' ceremonies.
+    pub async fn get_recovery_for(
+        &self,
+        ceremony_id: String,
+        custodian: Option<String>,
+    ) -> Result<RecoverySummary, CeremonyError> {
+        let summary = self.get_recovery(ceremony_id.clone()).await?;
+        let Some(custodian) = custodian else {
+            return Ok(summary);
+        };
+        let key_id = summary.key_id.clone();
+        let holds = self
+            .store
+            .read(move |tx| store::keys::holds_share(tx, &key_id, &custodian))
+            .await?;
+        if !holds {
+            return Err(CeremonyError::not_found(
+                "recovery ceremony",
+                ceremony_id,
+                "; `rkm recovery list --identity FILE` shows yours",
+            ));
+        }
+        Ok(summary)
+    }
+
+    /// Every recovery ceremony, newest first; with `custodian`, only those
+    /// on keys they hold a share of.
     ///
     /// # Errors
     /// The store fails.
-    pub async fn list_recoveries(&self) -> Result<Vec<RecoverySummary>, CeremonyError> {
+    pub async fn list_recoveries(
+        &self,
+        custodian: Option<String>,
+    ) -> Result<Vec<RecoverySummary>, CeremonyError> {
         self.expire_due().await;
-        let rows = self.store.read(store::recoveries::list).await?;
+        let rows = self
+            .store
+            .read(move |tx| store::recoveries::list(tx, custodian.as_deref()))
+            .await?;
         rows.into_iter().map(RecoverySummary::try_from).collect()
     }
 }

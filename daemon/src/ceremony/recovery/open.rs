@@ -141,7 +141,7 @@ impl Services {
         };
         for custodian in &key.receipts {
             let text = format!(
-                "{urgency} ceremony {ceremony_id} asks recovery key {:?} to sign {asks}; request digest {}. Review it with `rkm recovery show {ceremony_id}` and approve with `rkm recovery approve {ceremony_id}` {when} {expires_at}.",
+                "{urgency} ceremony {ceremony_id} asks recovery key {:?} to sign {asks}; request digest {}. Review it with `rkm recovery show {ceremony_id} --identity FILE` and approve with `rkm recovery approve {ceremony_id}` {when} {expires_at}.",
                 key.label,
                 hex::encode(digest)
             );
