@@ -373,4 +373,22 @@ fn a_client_config_file_gives_the_endpoint_ca_and_certificate() {
         &["client.toml is malformed"],
         "status with a malformed client.toml",
     );
+    // A CA file the config names but that is not there is named, with
+    // where rkm looked (relative to the config file).
+    std::fs::write(
+        config_dir.join("client.toml"),
+        format!(
+            "endpoint = {:?}\nca = \"moved-ca.pem\"\n",
+            daemon.endpoint().unwrap()
+        ),
+    )
+    .unwrap();
+    let missing = config_dir.join("moved-ca.pem");
+    let refused = rkm_at_home(home.path(), &["status"]);
+    assert_ne!(refused.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&missing.display().to_string()) && !stderr.contains("is rkmd running"),
+        "{stderr}"
+    );
 }

@@ -26,6 +26,10 @@ pub enum ClientConfigError {
         "no CA and no pin for rkmd at {address}, and no HOME to pin its certificate in: give --ca or --server-fingerprint"
     )]
     NowhereToPin { address: String },
+    #[error(
+        "line {line} of {} is not `host:port sha256:HEX`: fix or delete it (a damaged pin is never replaced silently)", path.display()
+    )]
+    MalformedPin { path: PathBuf, line: usize },
     #[error("cannot pin rkmd's certificate in {}: {source}", path.display())]
     Write {
         path: PathBuf,
@@ -132,12 +136,29 @@ impl KnownServers {
                 });
             }
         };
-        Ok(text
-            .lines()
-            .filter(|line| !line.trim_start().starts_with('#'))
-            .filter_map(|line| line.split_once(char::is_whitespace))
-            .find(|(host, _)| *host == address)
-            .and_then(|(_, fingerprint)| normalise_fingerprint(fingerprint)))
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            // Any damaged line is refused, not only this address's: a
+            // damaged pin skipped would be replaced on first use.
+            let pin = line
+                .split_once(char::is_whitespace)
+                .and_then(|(host, fingerprint)| {
+                    Some((host, normalise_fingerprint(fingerprint.trim())?))
+                });
+            let Some((host, fingerprint)) = pin else {
+                return Err(ClientConfigError::MalformedPin {
+                    path: path.to_owned(),
+                    line: index + 1,
+                });
+            };
+            if host == address {
+                return Ok(Some(fingerprint));
+            }
+        }
+        Ok(None)
     }
 
     /// Accepts `presented` if it is the pinned certificate of `address`;
@@ -247,6 +268,39 @@ mod tests {
             2,
             "a refused certificate is not pinned"
         );
+    }
+
+    #[test]
+    fn a_damaged_pin_is_refused_naming_its_line_and_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_servers");
+        let good = format!("sha256:{HEX}");
+        for damaged in [
+            "rkm.example:7443 sha256:00112233".to_owned(),
+            "rkm.example:7443".to_owned(),
+            format!("rkm.example:7443 {}", "z".repeat(64)),
+        ] {
+            std::fs::write(
+                &path,
+                format!("# pins\n\nother.example:7443 {good}\n{damaged}\n"),
+            )
+            .unwrap();
+            let refused =
+                KnownServers::check_or_pin(Some(&path), "rkm.example:7443", &good).unwrap_err();
+            assert!(
+                matches!(refused, ClientConfigError::MalformedPin { line: 4, .. }),
+                "{damaged}: {refused}"
+            );
+            assert!(
+                refused.to_string().contains("fix or delete it"),
+                "{refused}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap().lines().count(),
+                4,
+                "{damaged}: nothing was pinned over the damaged line"
+            );
+        }
     }
 
     #[test]
