@@ -186,6 +186,11 @@ pub enum SocketError {
     )]
     UnknownGroup { name: String },
     #[error(
+        "the directory {} of the socket can be written by anyone (mode {mode:04o}), so the socket could be swapped for a link: put listen.socket in a directory only rkmd's user can write (e.g. the state directory), or set the sticky bit (chmod +t)",
+        path.display()
+    )]
+    OpenDirectory { path: PathBuf, mode: u32 },
+    #[error(
         "cannot give the socket {} group {gid}: {source}; rkmd's user must be a member of the group (or run as root)",
         path.display()
     )]
@@ -225,13 +230,26 @@ pub fn bind_unix_socket(
     }
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(bind_error)?;
+        // Group and mode are set by path: in a directory others may write,
+        // the socket could be replaced by a link to another file between
+        // bind and chmod.
+        let mode = std::fs::metadata(parent)
+            .map_err(bind_error)?
+            .permissions()
+            .mode();
+        if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+            return Err(SocketError::OpenDirectory {
+                path: parent.to_owned(),
+                mode: mode & 0o7777,
+            });
+        }
     }
     let previous = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
     let bound = UnixListener::bind(path);
     rustix::process::umask(previous);
     let listener = bound.map_err(bind_error)?;
     if let Some(gid) = gid {
-        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|source| SocketError::Chown {
+        std::os::unix::fs::lchown(path, None, Some(gid)).map_err(|source| SocketError::Chown {
             path: path.to_owned(),
             gid,
             source,
@@ -331,6 +349,30 @@ mod tests {
         let metadata = std::fs::metadata(&path).unwrap();
         assert_eq!(metadata.mode() & 0o7777, 0o660);
         assert_eq!(metadata.gid(), gid);
+    }
+
+    #[test]
+    fn socket_in_a_directory_anyone_may_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let refused =
+            bind_unix_socket(&open.join("rkmd.sock"), SocketMode::default(), None).unwrap_err();
+        assert!(
+            matches!(refused, SocketError::OpenDirectory { mode: 0o777, .. }),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("chmod +t"), "{refused}");
+        assert!(!open.join("rkmd.sock").exists());
+        // A sticky directory (as /tmp) lets nobody else replace the socket.
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = runtime.enter();
+        bind_unix_socket(&open.join("rkmd.sock"), SocketMode::default(), None).unwrap();
     }
 
     #[tokio::test]

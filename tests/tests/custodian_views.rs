@@ -71,10 +71,33 @@ fn a_custodian_sees_the_ceremonies_of_their_own_keys_and_nothing_of_others() {
     let other = assert_fails(
         &show_as(&daemon, &all[0], &grid_id),
         5,
-        &["does not exist", "rkm recovery list --identity"],
+        &["does not exist", "--identity"],
         "alice shows a ceremony of a key she holds no share of",
     );
     assert!(!other.contains("grid-root"), "{other}");
+    // The answer is the one for a ceremony that does not exist at all.
+    let unknown = assert_fails(
+        &show_as(&daemon, &all[0], "rec-0000000000000000"),
+        5,
+        &["does not exist"],
+        "alice shows an unknown ceremony",
+    );
+    assert_eq!(
+        other.replace(&grid_id, "ID"),
+        unknown.replace("rec-0000000000000000", "ID")
+    );
+
+    // Asking to approve another key's ceremony tells nothing of it either:
+    // not its key, its state or who opened it.
+    let approve = assert_fails(
+        &all[0].approve(&daemon, &grid_id),
+        5,
+        &[],
+        "alice approves a ceremony of a key she holds no share of",
+    );
+    for secret in ["grid-root", "rkm-staff", "open"] {
+        assert!(!approve.contains(secret), "{secret}: {approve}");
+    }
 
     // Staff see every ceremony, or those of one custodian's keys.
     let staff = |args: &[&str]| {

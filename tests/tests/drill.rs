@@ -1,5 +1,5 @@
 //! A recovery drill end to end with the real rkmd and rkm: opened by the
-//! operator, custodians notified, a stranger's approval refused, the quorum
+//! operator, custodians notified, a stranger not shown it, the quorum
 //! approves, the key signs the drill challenge in the HSM and nothing else;
 //! `rkm drill report` tells the outcome, who was notified and approved, the
 //! times and what went wrong; the artefact verifies offline, carries no
@@ -50,12 +50,13 @@ fn drill_signs_only_a_challenge_and_reports_who_when_and_what_went_wrong() {
     let shown = assert_ok(&daemon.rkm(&["recovery", "show", &id]).unwrap(), "show");
     assert!(shown.contains("drill challenge"), "{shown}");
 
-    // Someone who holds no share cannot even build an approval; a disabled
-    // custodian's is refused by rkmd, and the report will say so.
+    // Someone who holds no share of the key is not even shown the
+    // ceremony; a disabled custodian's approval is refused by rkmd, and the
+    // report will say so.
     assert_fails(
         &stranger.approve(&daemon, &id),
-        1,
-        &["hold no share"],
+        5,
+        &["does not exist"],
         "mallory approves",
     );
     assert_ok(

@@ -865,7 +865,7 @@ fn recovery_refusals_are_audited_and_leave_honest_approvals_intact() {
             &mut client,
             foreign.request(),
             Code::PermissionDenied,
-            &["\"frank\" is not a custodian of key"],
+            &["\"frank\" is not a custodian of the key of ceremony"],
             "foreign custodian",
         )
         .await;
@@ -966,7 +966,7 @@ fn recovery_refusals_are_audited_and_leave_honest_approvals_intact() {
         ("carol", "not issued by this rkmd"),
         ("carol", "is not a signature by"),
         ("carol", "fails its commitment"),
-        ("frank", "is not a custodian of key"),
+        ("frank", "is not a custodian of the key of ceremony"),
         ("dave", "is completed"),
     ];
     let refusals_of = |entries: &[Value]| -> Vec<(String, String)> {

@@ -118,6 +118,16 @@ fn with_the_rule_on_a_recovery_takes_approvals_only_after_a_second_operator_conf
         &["opened ceremony", "different operator"],
         "the opener confirms their own recovery",
     );
+    // rkmd's own user on the socket is no operator under the rule: one
+    // person could otherwise confirm as a uid what they opened by certificate.
+    assert_fails(
+        &daemon
+            .rkm_over_socket(&["recovery", "confirm", &id])
+            .unwrap(),
+        4,
+        &[],
+        "rkmd's own user confirms on the socket",
+    );
     assert_fails(
         &confirm_as(&daemon, "auditor", &id),
         4,

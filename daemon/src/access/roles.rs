@@ -67,13 +67,16 @@ pub struct RoleMap {
 impl RoleMap {
     /// From the `access.admin`, `access.operator` and `access.auditor` lists;
     /// `own_uid` is rkmd's user, who holds the staff roles when no uid is
-    /// listed.
+    /// listed — but not operator when `own_uid_may_operate` is false (the
+    /// two-person rule: a local user and a certificate would count as two
+    /// operators even when one person holds both).
     ///
     /// # Errors
     /// An entry is malformed.
     pub fn from_settings(
         lists: [(Role, &[String]); 3],
         own_uid: u32,
+        own_uid_may_operate: bool,
     ) -> Result<Self, PrincipalError> {
         let mut grants = Vec::new();
         for (role, entries) in lists {
@@ -83,7 +86,9 @@ impl RoleMap {
         }
         if !grants.iter().any(|(p, _)| matches!(p, Principal::Uid(_))) {
             for role in [Role::Admin, Role::Operator, Role::Auditor] {
-                grants.push((Principal::Uid(own_uid), role));
+                if role != Role::Operator || own_uid_may_operate {
+                    grants.push((Principal::Uid(own_uid), role));
+                }
             }
         }
         Ok(Self { grants })
@@ -138,6 +143,7 @@ mod tests {
                 (Role::Auditor, &none),
             ],
             1000,
+            true,
         )
         .unwrap();
         assert_eq!(
@@ -145,6 +151,19 @@ mod tests {
             vec![Role::Admin, Role::Operator, Role::Auditor]
         );
         assert!(map.uid_roles(1001).is_empty());
+
+        // Under the two-person rule rkmd's own user is not an operator.
+        let map = RoleMap::from_settings(
+            [
+                (Role::Admin, &none),
+                (Role::Operator, &none),
+                (Role::Auditor, &none),
+            ],
+            1000,
+            false,
+        )
+        .unwrap();
+        assert_eq!(map.uid_roles(1000), vec![Role::Admin, Role::Auditor]);
 
         let operators = vec!["uid:1001".to_owned()];
         let map = RoleMap::from_settings(
@@ -154,6 +173,7 @@ mod tests {
                 (Role::Auditor, &none),
             ],
             1000,
+            true,
         )
         .unwrap();
         assert!(map.uid_roles(1000).is_empty());
@@ -173,6 +193,7 @@ mod tests {
                 (Role::Auditor, &auditors),
             ],
             0,
+            true,
         )
         .unwrap();
         assert_eq!(

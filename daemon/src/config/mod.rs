@@ -397,6 +397,7 @@ impl Settings {
                 (Role::Auditor, &self.access.auditor),
             ],
             rustix::process::getuid().as_raw(),
+            !self.recovery.two_person_rule,
         )
     }
 

@@ -53,6 +53,11 @@ const HEADER_TABLE_SIZE: usize = 4096;
 /// Largest header block buffered; h2 refuses header lists over 16 KiB, so
 /// a longer encoding is refused here rather than held in memory.
 const MAX_HEADER_BLOCK: usize = 64 * 1024;
+/// Largest decoded header list (RFC 9113 §6.5.2 size: name, value and 32
+/// octets per field) re-encoded. HPACK lets a small block name a large
+/// table entry many times over, so the decoded size is bounded on its
+/// own; h2 refuses lists over 16 KiB anyway.
+const MAX_HEADER_LIST: usize = 64 * 1024;
 
 /// Why a connection's bytes could not be rewritten; the connection is
 /// closed, as h2 would close it for the same input.
@@ -62,6 +67,8 @@ pub enum RewriteError {
     Hpack(loona_hpack::decoder::DecoderError),
     #[error("a header block is larger than {MAX_HEADER_BLOCK} octets")]
     HeaderBlockTooLarge,
+    #[error("a header list decodes to more than {MAX_HEADER_LIST} octets")]
+    HeaderListTooLarge,
     #[error("a frame of type {kind:#x} interrupted a header block (RFC 9113 §6.10)")]
     InterruptedHeaderBlock { kind: u8 },
     #[error("a HEADERS frame's padding or priority is longer than the frame")]
@@ -218,8 +225,15 @@ impl AuthorityRewriter {
     /// block out again.
     fn rewrite(&mut self, block: &PendingBlock) -> Result<(), RewriteError> {
         let mut encoded = Vec::with_capacity(block.fragments.len() * 2);
+        let mut list_size = 0usize;
         self.decoder
             .decode_with_cb(&block.fragments, |name, value| {
+                // The decoder must still see every field to keep its
+                // table in step; past the bound nothing more is kept.
+                list_size = list_size.saturating_add(name.len() + value.len() + 32);
+                if list_size > MAX_HEADER_LIST {
+                    return;
+                }
                 let value: &[u8] = if *name == *b":authority" {
                     SOCKET_AUTHORITY
                 } else {
@@ -230,6 +244,9 @@ impl AuthorityRewriter {
                 encode_string(value, &mut encoded);
             })
             .map_err(RewriteError::Hpack)?;
+        if list_size > MAX_HEADER_LIST {
+            return Err(RewriteError::HeaderListTooLarge);
+        }
         let first_room = SAFE_FRAME_SIZE - block.priority.len();
         let (first, mut rest) = encoded.split_at(first_room.min(encoded.len()));
         let mut flags = block.flags;

@@ -245,6 +245,31 @@ fn oversized_header_block_is_refused() {
 }
 
 #[test]
+fn small_block_that_decodes_to_a_huge_list_is_refused_without_holding_it() {
+    // One 4,000-octet field put in the dynamic table, then named 10,000
+    // times by its one-octet index (62): 14 KB on the wire, 40 MB decoded.
+    let mut block = vec![0x40];
+    encode_string(b"x", &mut block);
+    encode_string(&[b'v'; 4000], &mut block);
+    block.extend(std::iter::repeat_n(0x80 | 62, 10_000));
+    assert!(block.len() < MAX_HEADER_BLOCK);
+    let mut input = PREFACE.to_vec();
+    let (first, rest) = block.split_at(SAFE_FRAME_SIZE.min(block.len()));
+    let flags = if rest.is_empty() { END_HEADERS } else { 0 };
+    input.extend(frame(HEADERS, flags, 1, first));
+    if !rest.is_empty() {
+        input.extend(frame(CONTINUATION, END_HEADERS, 1, rest));
+    }
+    let mut rewriter = AuthorityRewriter::default();
+    let error = rewriter.push(&input).unwrap_err();
+    assert!(matches!(error, RewriteError::HeaderListTooLarge), "{error}");
+    assert!(
+        rewriter.output().len() <= PREFACE.len(),
+        "nothing was passed on"
+    );
+}
+
+#[test]
 fn undecodable_block_is_refused() {
     let mut input = PREFACE.to_vec();
     // Index 70 is in neither table.

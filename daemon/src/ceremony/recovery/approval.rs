@@ -101,6 +101,14 @@ impl Services {
         custodian: &str,
     ) -> Result<(RecoverySummary, KeyRecord), CeremonyError> {
         let summary = self.get_recovery(ceremony_id.to_owned()).await?;
+        // Membership first: someone who holds no share of this key learns
+        // nothing of the ceremony (its key, state or opener).
+        let record = self.verified_record(&summary.key_id).await?;
+        if record.custodian(custodian).is_none() {
+            return Err(CeremonyError::PermissionDenied(format!(
+                "{custodian:?} is not a custodian of the key of ceremony {ceremony_id}"
+            )));
+        }
         if summary.state != RecoveryState::Open {
             return Err(CeremonyError::FailedPrecondition(format!(
                 "ceremony {ceremony_id} is {}; it takes no more approvals",
@@ -111,13 +119,6 @@ impl Services {
             return Err(CeremonyError::FailedPrecondition(format!(
                 "ceremony {ceremony_id} awaits a second operator's confirmation (two-person rule): it takes approvals once an operator other than {} runs `rkm recovery confirm {ceremony_id}`; you will get a notice",
                 summary.opened_by
-            )));
-        }
-        let record = self.verified_record(&summary.key_id).await?;
-        if record.custodian(custodian).is_none() {
-            return Err(CeremonyError::PermissionDenied(format!(
-                "{custodian:?} is not a custodian of key {}",
-                summary.key_label
             )));
         }
         let name = custodian.to_owned();

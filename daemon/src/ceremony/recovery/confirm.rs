@@ -13,25 +13,53 @@ use crate::audit::{Event, RecordError};
 use crate::store;
 
 /// Whether two audit actors (see `access::Identity::actor`) are the same
-/// person. Two certificates count as one person when they share a subject
-/// (a renewed or second certificate of the same operator) or a fingerprint.
+/// person. Roles are granted by common name, so two certificates with one
+/// common name (a renewed one, or one per laptop) are one person, as are
+/// two with one fingerprint or one subject. A certificate and a local uid
+/// are never matched: the README says not to give one person both.
 fn same_person(opener: &str, confirmer: &str) -> bool {
     if opener == confirmer {
         return true;
     }
-    match (
-        opener
-            .strip_prefix("cert:")
-            .and_then(|c| c.rsplit_once(' ')),
-        confirmer
-            .strip_prefix("cert:")
-            .and_then(|c| c.rsplit_once(' ')),
-    ) {
-        (Some((subject_a, fingerprint_a)), Some((subject_b, fingerprint_b))) => {
-            subject_a == subject_b || fingerprint_a == fingerprint_b
+    let certificate = |actor: &str| {
+        let (subject, fingerprint) = actor.strip_prefix("cert:")?.rsplit_once(' ')?;
+        Some((
+            subject.to_owned(),
+            common_name(subject),
+            fingerprint.to_owned(),
+        ))
+    };
+    match (certificate(opener), certificate(confirmer)) {
+        (Some((subject_a, cn_a, fingerprint_a)), Some((subject_b, cn_b, fingerprint_b))) => {
+            subject_a == subject_b
+                || fingerprint_a == fingerprint_b
+                || cn_a.is_some() && cn_a == cn_b
         }
         _ => false,
     }
+}
+
+/// The `CN=` value of an RFC 4514 subject, its escapes kept (it is
+/// compared, never shown).
+fn common_name(subject: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut escaped = false;
+    for c in subject.chars() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == ',' || c == '+' {
+            parts.push(std::mem::take(&mut current));
+            continue;
+        }
+        current.push(c);
+    }
+    parts.push(current);
+    parts
+        .iter()
+        .find_map(|part| part.trim().strip_prefix("CN=").map(str::to_owned))
 }
 
 impl Services {
@@ -77,7 +105,11 @@ impl Services {
             Err(RecordError::Change(error)) => return self.refuse(event, error).await,
             Err(error) => return Err(error.into()),
         }
-        self.notify_confirmed(actor, &summary).await?;
+        // The confirmation is made: a notice that cannot be sent is logged,
+        // not reported as a failed confirmation.
+        if let Err(error) = self.notify_confirmed(actor, &summary).await {
+            tracing::error!(%error, ceremony = %ceremony_id, "could not tell the custodians of a confirmed recovery");
+        }
         self.audit.checkpoint().await?;
         self.get_recovery(ceremony_id).await
     }
@@ -150,6 +182,14 @@ mod tests {
             "cert:CN=other sha256:aaaa"
         ));
         assert!(same_person("local:uid=1000", "local:uid=1000"));
+        assert!(same_person(
+            "cert:CN=alice sha256:aaaa",
+            "cert:CN=alice,OU=laptop sha256:eeee"
+        ));
+        assert!(same_person(
+            "cert:OU=ops,CN=alice sha256:aaaa",
+            "cert:CN=alice+UID=7 sha256:eeee"
+        ));
     }
 
     #[test]
@@ -161,5 +201,10 @@ mod tests {
             "cert:CN=ops, O=Example sha256:aaaa",
             "cert:CN=ops2, O=Example sha256:dddd"
         ));
+        assert!(!same_person(
+            r"cert:CN=ali\,ce sha256:aaaa",
+            "cert:CN=ali sha256:dddd"
+        ));
+        assert!(!same_person("cert:O=x sha256:aaaa", "cert:O=y sha256:dddd"));
     }
 }

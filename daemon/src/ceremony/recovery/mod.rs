@@ -92,6 +92,15 @@ pub fn held_share_aad(ceremony_id: &str, custodian: &str) -> Vec<u8> {
     aad
 }
 
+/// No such ceremony, or none this caller may see: one answer for both.
+fn unknown_recovery(ceremony_id: String) -> CeremonyError {
+    CeremonyError::not_found(
+        "recovery ceremony",
+        ceremony_id,
+        "; `rkm recovery list` shows the ones you may see (custodians: with --identity)",
+    )
+}
+
 fn rfc3339_after(duration: Duration) -> String {
     rkm_proto::encoding::time::format_rfc3339_seconds(SystemTime::now() + duration)
 }
@@ -145,13 +154,10 @@ impl Services {
         ceremony_id: String,
     ) -> Result<RecoverySummary, CeremonyError> {
         self.expire_due().await;
-        let mut summary = self.load_recovery(&ceremony_id).await?.ok_or_else(|| {
-            CeremonyError::not_found(
-                "recovery ceremony",
-                ceremony_id,
-                "; `rkm recovery list` shows them",
-            )
-        })?;
+        let mut summary = self
+            .load_recovery(&ceremony_id)
+            .await?
+            .ok_or_else(|| unknown_recovery(ceremony_id))?;
         if summary.state == RecoveryState::Open {
             summary.ceremony_recipient = self.recovery_runtime()?.recipient(&summary.ceremony_id);
         }
@@ -179,11 +185,7 @@ impl Services {
             .read(move |tx| store::keys::holds_share(tx, &key_id, &custodian))
             .await?;
         if !holds {
-            return Err(CeremonyError::not_found(
-                "recovery ceremony",
-                ceremony_id,
-                "; `rkm recovery list --identity FILE` shows yours",
-            ));
+            return Err(unknown_recovery(ceremony_id));
         }
         Ok(summary)
     }
