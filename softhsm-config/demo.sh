@@ -76,6 +76,7 @@ names=(alice bob carol)
 for name in "${names[@]}"; do
   mkdir -p "$work/$name"
   printf 'demo passphrase of %s\n' "$name" >"$work/$name/passphrase"
+  chmod 600 "$work/$name/passphrase"
   custodian "$name" custodian init --name "$name" --identity "$work/$name/identity" \
     --card "$work/$name/card.json" --passphrase-file "$work/$name/passphrase"
   admin custodian enrol "$work/$name/card.json"

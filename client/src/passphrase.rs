@@ -3,6 +3,7 @@
 //! value. They are `SecretString`s from the moment they are read.
 
 use std::io::Read as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
@@ -71,10 +72,26 @@ impl PassphraseArgs {
 /// Reads a passphrase file: its first line, without the line ending.
 ///
 /// # Errors
-/// The file cannot be read, is too large, is not UTF-8, or is empty.
+/// The file cannot be read, others may read it, it is too large, not UTF-8,
+/// or empty.
 pub fn read_passphrase_file(path: &Path) -> anyhow::Result<SecretString> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot open the passphrase file {}", path.display()))?;
+    // As rkmd refuses a PIN file others can read: the passphrase is what
+    // keeps a stolen identity file shut.
+    let mode = file
+        .metadata()
+        .with_context(|| format!("cannot read the passphrase file {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "the passphrase file {} can be read by others (mode {:04o}): run `chmod 600 {}`, and change the passphrase if others may have read it",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        );
+    }
     let mut bytes = Zeroizing::new(Vec::with_capacity(256));
     file.take(MAX_PASSPHRASE_FILE + 1)
         .read_to_end(&mut bytes)
@@ -154,6 +171,22 @@ mod tests {
         let file = file_with(b"correct horse battery\r\nsecond line\n");
         let passphrase = read_passphrase_file(file.path()).unwrap();
         assert_eq!(passphrase.expose_secret(), "correct horse battery");
+    }
+
+    #[test]
+    fn passphrase_file_others_can_read_is_refused_with_the_chmod_to_run() {
+        use std::os::unix::fs::PermissionsExt as _;
+        for mode in [0o644, 0o640, 0o604] {
+            let file = file_with(b"correct horse battery\n");
+            std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+            let error = read_passphrase_file(file.path()).unwrap_err().to_string();
+            assert!(error.contains(&format!("mode {mode:04o}")), "{error}");
+            assert!(
+                error.contains(&format!("chmod 600 {}", file.path().display())),
+                "{error}"
+            );
+            assert!(!error.contains("correct horse"), "{error}");
+        }
     }
 
     #[test]

@@ -17,6 +17,12 @@ fn rkm(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A passphrase file only its owner may read, as rkm requires.
+fn write_secret(path: &Path, contents: &str) {
+    std::fs::write(path, contents).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 fn path(path: &Path) -> &str {
     path.to_str().unwrap()
 }
@@ -73,7 +79,7 @@ fn custodian_init_writes_an_owner_only_identity_and_a_card_that_show_agree_on() 
     let card = dir.path().join("alice.card");
     let passphrase = dir.path().join("alice.passphrase");
 
-    std::fs::write(&passphrase, "short\n").unwrap();
+    write_secret(&passphrase, "short\n");
     let init_args = [
         "custodian",
         "init",
@@ -97,7 +103,7 @@ fn custodian_init_writes_an_owner_only_identity_and_a_card_that_show_agree_on() 
     );
     assert!(!identity.exists() && !card.exists());
 
-    std::fs::write(&passphrase, "correct horse battery staple\n").unwrap();
+    write_secret(&passphrase, "correct horse battery staple\n");
     let output = rkm(&init_args);
     assert!(output.status.success(), "{}", stderr(&output));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -143,7 +149,7 @@ fn custodian_init_writes_an_owner_only_identity_and_a_card_that_show_agree_on() 
 
     // A wrong passphrase is named as such.
     let wrong = dir.path().join("wrong.passphrase");
-    std::fs::write(&wrong, "not the passphrase at all\n").unwrap();
+    write_secret(&wrong, "not the passphrase at all\n");
     let output = rkm(&[
         "custodian",
         "show",

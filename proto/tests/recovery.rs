@@ -464,7 +464,7 @@ fn split_all(chunks: &[&[u8]]) -> Result<Vec<String>, RequestError> {
         splitter.push(chunk, &mut out)?;
     }
     splitter.finish(&mut out)?;
-    Ok(out)
+    Ok(out.into_iter().map(|(_, id)| id).collect())
 }
 
 #[test]
@@ -495,15 +495,24 @@ fn manifest_errors_name_the_line() {
         }
     );
     // An over-long line is refused at its newline, without buffering it.
+    // Its start is quoted, so the operator sees which line it is.
     let long = vec![b'x'; 10_000];
     match split_all(&[&b"a\nb\n"[..], &long, &b"\nc\n"[..]]).unwrap_err() {
         RequestError::ManifestLine {
-            line: 3, reason, ..
+            line: 3,
+            reason,
+            id,
         } => {
-            assert_eq!(reason, "it is longer than 128 bytes")
+            assert_eq!(reason, "it is longer than 128 bytes");
+            assert_eq!(id, format!("{}…", "x".repeat(80)));
         }
         other => panic!("{other:?}"),
     }
+    // An over-long line of blanks is a blank line.
+    assert_eq!(
+        split_all(&[&b"a\n"[..], &vec![b' '; 500], &b"\nb\n"[..]]).unwrap(),
+        vec!["a", "b"]
+    );
     // A last line without newline is checked too.
     assert!(matches!(
         split_all(&[b"a\n", b"b\x00"]).unwrap_err(),

@@ -165,7 +165,7 @@ impl Custodian {
     pub fn new(dir: &Path, name: &str) -> Self {
         let passphrase = format!("correct horse battery staple {name}");
         let passphrase_file = dir.join(format!("{name}.passphrase"));
-        std::fs::write(&passphrase_file, format!("{passphrase}\n")).unwrap();
+        crate::write_secret_file(&passphrase_file, format!("{passphrase}\n"));
         Custodian {
             name: name.to_owned(),
             identity: dir.join(format!("{name}.identity")),

@@ -20,6 +20,17 @@ pub use token::SoftHsmToken;
 
 use std::path::PathBuf;
 
+/// Writes a file only its owner may read (0600), as a passphrase or PIN
+/// file must be.
+///
+/// # Panics
+/// The file cannot be written.
+pub fn write_secret_file(path: &std::path::Path, contents: impl AsRef<[u8]>) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, contents).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 /// The workspace root (where `Cargo.toml` and `softhsm-config/` are).
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -365,7 +365,7 @@ fn share_fetch_refusals_are_clear_and_store_nothing() {
         passphrase_file: dir.path().join("wrong.passphrase"),
         ..alice.clone()
     };
-    std::fs::write(&wrong.passphrase_file, "not alice's passphrase at all\n").unwrap();
+    rkm_tests::write_secret_file(&wrong.passphrase_file, "not alice's passphrase at all\n");
     assert_fails(
         &wrong.fetch(&daemon, "fleet-test", &[]),
         1,

@@ -1421,7 +1421,7 @@ fn recovery_open_refuses_a_bad_manifest_line_and_approve_without_a_terminal_need
     std::fs::write(&bad, body).unwrap();
     assert_fails(
         &setup.rkm(&open_command(&request, Some(&bad), "1h")),
-        1,
+        6,
         &[
             "manifest line 200001",
             "it contains a space",

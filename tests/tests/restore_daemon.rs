@@ -85,7 +85,7 @@ impl Custodian {
     fn new(dir: &Path, name: &str) -> Self {
         let passphrase = format!("correct horse battery staple {name}");
         let passphrase_file = dir.join(format!("{name}.passphrase"));
-        std::fs::write(&passphrase_file, format!("{passphrase}\n")).unwrap();
+        rkm_tests::write_secret_file(&passphrase_file, format!("{passphrase}\n"));
         let custodian = Custodian {
             identity: dir.join(format!("{name}.identity")),
             card: dir.join(format!("{name}.card.json")),

@@ -277,7 +277,7 @@ fn an_encrypted_client_key_opens_with_its_passphrase_file_and_not_without() {
         b"correct horse battery",
     );
     let passphrase = dir.path().join("passphrase");
-    std::fs::write(&passphrase, "correct horse battery\n").unwrap();
+    rkm_tests::write_secret_file(&passphrase, "correct horse battery\n");
     let cert = pki.join("operator.pem");
     let with = |passphrase_file: &Path| {
         daemon

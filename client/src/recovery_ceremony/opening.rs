@@ -92,6 +92,14 @@ enum Fed {
 }
 
 /// Streams the manifest to rkmd, splitting and hashing it here as rkmd does.
+/// A manifest line the request rules refuse: exit 6, as rkmd's own refusal.
+fn invalid_manifest(path: &std::path::Path, error: &impl std::fmt::Display) -> anyhow::Error {
+    super::refused(format!(
+        "the target manifest {} is not valid: {error}",
+        path.display()
+    ))
+}
+
 /// On a local error (unreadable file, bad line), sends a message rkmd
 /// refuses, so that a manifest cut short can never be taken for a whole one.
 async fn feed_manifest(
@@ -122,8 +130,8 @@ async fn feed_manifest(
             chunk.truncate(read);
             splitter
                 .push(&chunk, &mut ids)
-                .with_context(|| format!("the target manifest {} is not valid", path.display()))?;
-            for id in ids.drain(..) {
+                .map_err(|error| invalid_manifest(&path, &error))?;
+            for (_, id) in ids.drain(..) {
                 hasher.push(&id)?;
             }
             bar.inc(read as u64);
@@ -137,8 +145,8 @@ async fn feed_manifest(
         }
         splitter
             .finish(&mut ids)
-            .with_context(|| format!("the target manifest {} is not valid", path.display()))?;
-        for id in ids.drain(..) {
+            .map_err(|error| invalid_manifest(&path, &error))?;
+        for (_, id) in ids.drain(..) {
             hasher.push(&id)?;
         }
         bar.finish_and_clear();

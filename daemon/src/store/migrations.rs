@@ -135,4 +135,10 @@ pub const MIGRATIONS: &[&str] = &[
     "ALTER TABLE recoveries ADD COLUMN awaiting_confirmation INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE recoveries ADD COLUMN confirmed_by TEXT NOT NULL DEFAULT '';
     ALTER TABLE recoveries ADD COLUMN confirmed_at TEXT NOT NULL DEFAULT '';",
+    // 9: a device listed twice in one request is refused naming both places:
+    // where each target came from (manifest line; 0 for the request's own
+    // `targets` list), and an index to find an earlier listing. Not UNIQUE:
+    // ceremonies stored before this check may hold duplicates.
+    "ALTER TABLE recovery_targets ADD COLUMN line INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX recovery_targets_device ON recovery_targets (ceremony_id, device_id);",
 ];

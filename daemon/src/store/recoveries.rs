@@ -155,7 +155,18 @@ pub fn list(tx: &Tx<'_>, custodian: Option<&str>) -> Result<Vec<RecoveryRow>, St
     Ok(all)
 }
 
-/// Stages targets from sequence `first` on; returns the next sequence.
+/// A device id listed a second time in one request: (sequence, manifest
+/// line) of both listings; line 0 is the request's own `targets` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateTarget {
+    pub device_id: String,
+    pub first: (u64, u64),
+    pub again: (u64, u64),
+}
+
+/// Stores targets numbered from `first`, each with its manifest line;
+/// returns the next sequence number, or the first device listed twice (and
+/// then stores nothing more: the request is refused).
 ///
 /// # Errors
 /// SQLite fails.
@@ -163,17 +174,36 @@ pub fn insert_targets(
     tx: &mut Tx<'_>,
     ceremony_id: &str,
     first: u64,
-    targets: Vec<String>,
-) -> Result<u64, StoreError> {
+    targets: Vec<(u64, String)>,
+) -> Result<Result<u64, DuplicateTarget>, StoreError> {
     let mut sequence = first;
-    let mut insert = tx.connection().prepare_cached(
-        "INSERT INTO recovery_targets (ceremony_id, seq, device_id) VALUES (?1, ?2, ?3)",
+    let connection = tx.connection();
+    let mut earlier = connection.prepare_cached(
+        // INDEXED BY: without statistics SQLite would scan the ceremony's
+        // targets by primary key, quadratic over a large manifest.
+        "SELECT seq, line FROM recovery_targets INDEXED BY recovery_targets_device
+         WHERE ceremony_id = ?1 AND device_id = ?2 LIMIT 1",
     )?;
-    for target in targets {
-        insert.execute(params![ceremony_id, to_sql(sequence), target])?;
+    let mut insert = connection.prepare_cached(
+        "INSERT INTO recovery_targets (ceremony_id, seq, device_id, line) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (line, target) in targets {
+        let listed: Option<(i64, i64)> = earlier
+            .query_row(params![ceremony_id, target], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()?;
+        if let Some((seq, first_line)) = listed {
+            return Ok(Err(DuplicateTarget {
+                device_id: target,
+                first: (from_sql(seq), from_sql(first_line)),
+                again: (sequence, line),
+            }));
+        }
+        insert.execute(params![ceremony_id, to_sql(sequence), target, to_sql(line)])?;
         sequence += 1;
     }
-    Ok(sequence)
+    Ok(Ok(sequence))
 }
 
 /// Up to `limit` targets from sequence `from` on, in manifest order.

@@ -190,13 +190,14 @@ impl Services {
             CeremonyError::InvalidArgument(format!("the request file is not valid: {e}"))
         })?;
         let mut hasher = TargetsHasher::new();
-        let mut batch: Vec<String> = Vec::with_capacity(TARGET_BATCH);
+        // (manifest line, device id); 0 for the request's own `targets`.
+        let mut batch: Vec<(u64, String)> = Vec::with_capacity(TARGET_BATCH);
         let mut sequence: u64 = 0;
         for target in &parsed.targets {
             hasher
                 .push(target)
                 .map_err(|e| CeremonyError::InvalidArgument(format!("request targets: {e}")))?;
-            batch.push(target.clone());
+            batch.push((0, target.clone()));
         }
         let mut splitter = ManifestSplitter::new();
         loop {
@@ -249,13 +250,20 @@ impl Services {
         &self,
         ceremony_id: &str,
         first: u64,
-        targets: Vec<String>,
+        targets: Vec<(u64, String)>,
     ) -> Result<u64, CeremonyError> {
         let id = ceremony_id.to_owned();
-        Ok(self
-            .store
+        self.store
             .transact(move |tx| store::recoveries::insert_targets(tx, &id, first, targets))
-            .await?)
+            .await?
+            .map_err(|duplicate| {
+                CeremonyError::InvalidArgument(format!(
+                    "device {:?} is listed twice, at {} and at {}: each device gets one command; remove one listing",
+                    duplicate.device_id,
+                    listing(duplicate.first),
+                    listing(duplicate.again)
+                ))
+            })
     }
 
     async fn drop_targets(&self, ceremony_id: &str) {
@@ -270,6 +278,15 @@ impl Services {
     }
 }
 
+/// Where a target was listed, from its (sequence, manifest line).
+fn listing((sequence, line): (u64, u64)) -> String {
+    if line == 0 {
+        format!("`targets` entry {} of the request", sequence + 1)
+    } else {
+        format!("manifest line {line}")
+    }
+}
+
 /// A manifest line the request's rules refuse.
 fn manifest_error(error: impl std::fmt::Display) -> CeremonyError {
     CeremonyError::InvalidArgument(format!("target manifest: {error}"))
@@ -279,12 +296,12 @@ fn manifest_error(error: impl std::fmt::Display) -> CeremonyError {
 /// as a device id) and queues it for storing.
 fn hash_into_batch(
     hasher: &mut TargetsHasher,
-    lines: Vec<String>,
-    batch: &mut Vec<String>,
+    lines: Vec<(u64, String)>,
+    batch: &mut Vec<(u64, String)>,
 ) -> Result<(), CeremonyError> {
-    for line in lines {
-        hasher.push(&line).map_err(manifest_error)?;
-        batch.push(line);
+    for (line, id) in lines {
+        hasher.push(&id).map_err(manifest_error)?;
+        batch.push((line, id));
     }
     Ok(())
 }

@@ -121,8 +121,11 @@ pub struct ManifestSplitter {
     buf: Vec<u8>,
     /// The current line is a comment.
     comment: bool,
-    /// The current line is longer than any device id (and not blank so far).
+    /// The current line is longer than any device id; `buf` keeps its
+    /// start, for the error to quote.
     too_long: bool,
+    /// A byte other than whitespace was seen in the current over-long line.
+    too_long_not_blank: bool,
 }
 
 impl ManifestSplitter {
@@ -139,13 +142,14 @@ impl ManifestSplitter {
         self.line - 1
     }
 
-    /// Feeds the next chunk; appends each device id completed by it to `out`.
+    /// Feeds the next chunk; appends each device id completed by it to `out`,
+    /// with its 1-based line number.
     ///
     /// # Errors
     ///
     /// [`RequestError::ManifestLine`] for the first line that is not a device
     /// id, a comment or blank, naming the line.
-    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<String>) -> Result<(), RequestError> {
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<(u64, String)>) -> Result<(), RequestError> {
         let mut rest = chunk;
         while let Some(end) = rest.iter().position(|&b| b == b'\n') {
             self.absorb(&rest[..end]);
@@ -161,7 +165,7 @@ impl ManifestSplitter {
     /// # Errors
     ///
     /// As [`ManifestSplitter::push`].
-    pub fn finish(mut self, out: &mut Vec<String>) -> Result<(), RequestError> {
+    pub fn finish(mut self, out: &mut Vec<(u64, String)>) -> Result<(), RequestError> {
         if !self.buf.is_empty() || self.comment || self.too_long {
             self.end_line(out)?;
         }
@@ -177,28 +181,27 @@ impl ManifestSplitter {
             return;
         }
         if self.too_long {
-            // Keep reading to the newline; only whether it is blank matters,
-            // and a line this long with a non-blank byte is an error anyway.
-            if self.buf.is_empty() && part.iter().any(|b| !b.is_ascii_whitespace()) {
-                self.buf.push(b'x');
-            }
+            // Read on to the newline, keeping only whether it is blank: a
+            // line this long with a non-blank byte is an error anyway.
+            self.too_long_not_blank |= part.iter().any(|b| !b.is_ascii_whitespace());
             return;
         }
         // One byte more than an id, for a trailing "\r".
         let room = MAX_DEVICE_ID_LEN + 1 - self.buf.len();
         if part.len() > room {
-            let blank = self.buf.iter().chain(part).all(u8::is_ascii_whitespace);
             self.too_long = true;
-            self.buf.clear();
-            if !blank {
-                self.buf.push(b'x');
-            }
+            self.too_long_not_blank = self
+                .buf
+                .iter()
+                .chain(part)
+                .any(|b| !b.is_ascii_whitespace());
+            self.buf.extend_from_slice(&part[..room]);
         } else {
             self.buf.extend_from_slice(part);
         }
     }
 
-    fn end_line(&mut self, out: &mut Vec<String>) -> Result<(), RequestError> {
+    fn end_line(&mut self, out: &mut Vec<(u64, String)>) -> Result<(), RequestError> {
         let line = self.line;
         self.line += 1;
         let comment = std::mem::take(&mut self.comment);
@@ -207,12 +210,14 @@ impl ManifestSplitter {
             return Ok(());
         }
         if too_long {
-            if self.buf.is_empty() {
+            let start = excerpt(&String::from_utf8_lossy(&self.buf));
+            self.buf.clear();
+            if !std::mem::take(&mut self.too_long_not_blank) {
                 return Ok(());
             }
             return Err(RequestError::ManifestLine {
                 line,
-                id: String::new(),
+                id: start,
                 reason: "it is longer than 128 bytes",
             });
         }
@@ -225,7 +230,7 @@ impl ManifestSplitter {
         } else {
             match check_device_id(id) {
                 Ok(()) => {
-                    out.push(id.iter().map(|&b| char::from(b)).collect());
+                    out.push((line, id.iter().map(|&b| char::from(b)).collect()));
                     Ok(())
                 }
                 Err(reason) => Err(RequestError::ManifestLine {
@@ -257,10 +262,10 @@ mod tests {
             splitter.push(b"\n", &mut out).unwrap_err(),
             RequestError::ManifestLine {
                 line: 2,
-                id: String::new(),
+                id: format!("{}…", "xy".repeat(40)),
                 reason: "it is longer than 128 bytes"
             }
         );
-        assert_eq!(out, vec!["meter-1"]);
+        assert_eq!(out, vec![(1, "meter-1".to_owned())]);
     }
 }

@@ -1,0 +1,157 @@
+//! Bad input as a new user or a hostile caller gives it, each finding of the
+//! "bad input" issue with the exit code, the message and, where the refusal
+//! reaches rkmd, its audit entry: a device listed twice in a recovery
+//! request is refused naming both places (it would get two signed
+//! commands); an over-long manifest line is quoted from its start; a
+//! passphrase file others can read is refused with the chmod to run.
+
+use std::path::Path;
+
+use rkm_tests::custodians::{
+    assert_fails, assert_ok, custodians_with_fast_identities, enrol_and_create_key, fetch_all,
+    path_str, small_request_file, wait_for_audit_entry,
+};
+use rkm_tests::{Daemon, write_secret_file};
+
+const LABEL: &str = "fleet-root";
+
+/// A serving rkmd with an active 2-of-2 key.
+fn with_key(dir: &Path) -> Daemon {
+    let daemon = Daemon::start().unwrap();
+    let custodians = custodians_with_fast_identities(dir, &["alice", "bob"]);
+    enrol_and_create_key(&daemon, &custodians, LABEL, 2);
+    fetch_all(&daemon, &custodians, LABEL, &[]);
+    daemon
+}
+
+fn open_with_manifest(daemon: &Daemon, request: &Path, manifest: &Path) -> std::process::Output {
+    daemon
+        .rkm(&[
+            "recovery",
+            "open",
+            "--key",
+            LABEL,
+            "--request",
+            path_str(request),
+            "--targets",
+            path_str(manifest),
+            "--expires",
+            "1h",
+        ])
+        .unwrap()
+}
+
+/// A request with no inline targets.
+fn request_without_targets(dir: &Path) -> std::path::PathBuf {
+    let file = small_request_file(dir, "0c");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("targets = [\"meter-1\", \"meter-2\"]\n", "");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+fn assert_nothing_opened(daemon: &Daemon) {
+    let listed = assert_ok(&daemon.rkm(&["recovery", "list"]).unwrap(), "list");
+    assert!(listed.contains("no recovery ceremonies"), "{listed}");
+}
+
+#[test]
+fn a_device_listed_twice_is_refused_naming_both_places_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = with_key(dir.path());
+    let manifest = dir.path().join("devices.txt");
+    std::fs::write(&manifest, "# district 7\nmeter-1\nmeter-2\n\nmeter-1\n").unwrap();
+    let request = request_without_targets(dir.path());
+    assert_fails(
+        &open_with_manifest(&daemon, &request, &manifest),
+        6,
+        &[
+            "device \"meter-1\" is listed twice",
+            "manifest line 2",
+            "manifest line 5",
+            "remove one",
+        ],
+        "a manifest listing meter-1 twice",
+    );
+    assert_nothing_opened(&daemon);
+    wait_for_audit_entry(&daemon, "recovery.open", "the refused request", |entry| {
+        entry["outcome"] == "refused"
+            && entry["details"]["reason"]
+                .as_str()
+                .is_some_and(|reason| reason.contains("listed twice"))
+    });
+
+    // Listed once in the request and once in the manifest.
+    let inline = small_request_file(dir.path(), "0d");
+    let manifest = dir.path().join("more.txt");
+    std::fs::write(&manifest, "meter-3\nmeter-2\n").unwrap();
+    assert_fails(
+        &open_with_manifest(&daemon, &inline, &manifest),
+        6,
+        &[
+            "\"meter-2\"",
+            "`targets` entry 2 of the request",
+            "manifest line 2",
+        ],
+        "meter-2 in the request and in the manifest",
+    );
+    assert_nothing_opened(&daemon);
+}
+
+#[test]
+fn an_over_long_manifest_line_is_quoted_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = with_key(dir.path());
+    let manifest = dir.path().join("devices.txt");
+    let mut text = b"meter-1\nmeter-2-".to_vec();
+    text.extend(std::iter::repeat_n(b'7', 10 * 1024 * 1024));
+    text.extend(b"\nmeter-3\n");
+    std::fs::write(&manifest, text).unwrap();
+    let stderr = assert_fails(
+        &open_with_manifest(&daemon, &request_without_targets(dir.path()), &manifest),
+        6,
+        &["line 2", "\"meter-2-777", "longer than 128 bytes"],
+        "a manifest with a 10 MB line",
+    );
+    assert!(stderr.len() < 2048, "the excerpt is bounded: {stderr}");
+    assert_nothing_opened(&daemon);
+}
+
+#[test]
+fn a_passphrase_file_others_can_read_is_refused_with_the_chmod_to_run() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start().unwrap();
+    let passphrase = dir.path().join("passphrase");
+    let identity = dir.path().join("alice.identity");
+    write_secret_file(&passphrase, "correct horse battery staple\n");
+    std::fs::set_permissions(&passphrase, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let init = |identity: &Path| {
+        daemon
+            .rkm(&[
+                "custodian",
+                "init",
+                "--name",
+                "alice",
+                "--identity",
+                path_str(identity),
+                "--card",
+                path_str(&dir.path().join("alice.card")),
+                "--passphrase-file",
+                path_str(&passphrase),
+            ])
+            .unwrap()
+    };
+    let stderr = assert_fails(
+        &init(&identity),
+        1,
+        &["can be read by others (mode 0644)", "chmod 600"],
+        "custodian init with a 0644 passphrase file",
+    );
+    assert!(!stderr.contains("correct horse"), "{stderr}");
+    assert!(!identity.exists(), "no identity was written");
+
+    std::fs::set_permissions(&passphrase, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_ok(&init(&identity), "custodian init after chmod 600");
+}
