@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use tonic::Code;
 
-use crate::connect::ConnectError;
+use crate::connect::{ConnectError, SocketDenied};
 
 /// Documented exit codes of `rkm` (README, "Exit codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +31,9 @@ pub fn classify(error: &anyhow::Error) -> Exit {
     for cause in error.chain() {
         if cause.downcast_ref::<VerificationFailed>().is_some() {
             return Exit::VerificationFailed;
+        }
+        if cause.downcast_ref::<SocketDenied>().is_some() {
+            return Exit::PermissionDenied;
         }
         if cause.downcast_ref::<ConnectError>().is_some() {
             return Exit::Unavailable;

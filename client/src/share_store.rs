@@ -274,6 +274,7 @@ impl ShareDir {
             );
         }
         let mut matches = Vec::new();
+        let mut damaged = Vec::new();
         let entries = fs::read_dir(&self.0).with_context(|| {
             format!(
                 "no share for key {key:?}: cannot read the share directory {}",
@@ -288,19 +289,27 @@ impl ShareDir {
             if name.starts_with('.') || check_key_id(&name).is_err() || !entry.path().is_dir() {
                 continue;
             }
-            let Ok(text) = read_limited(&entry.path().join(KEY_RECORD_FILE)) else {
-                continue;
-            };
-            let label = std::str::from_utf8(&text)
-                .ok()
-                .and_then(|text| SignedKeyRecord::from_file(text).ok())
-                .and_then(|signed| KeyRecord::decode(&signed.record).ok())
-                .map(|record| record.label);
-            if label.as_deref() == Some(key) {
-                matches.push(name);
+            let record_file = entry.path().join(KEY_RECORD_FILE);
+            let label = read_limited(&record_file).and_then(|text| {
+                let text = std::str::from_utf8(&text)
+                    .map_err(|_| anyhow::anyhow!("it is not UTF-8 text"))?;
+                let signed = SignedKeyRecord::from_file(text)?;
+                Ok(KeyRecord::decode(&signed.record)?.label)
+            });
+            match label {
+                Ok(label) if label == key => matches.push(name),
+                Ok(_) => {}
+                Err(error) => damaged.push(format!("{} ({error:#})", record_file.display())),
             }
         }
         match matches.as_slice() {
+            // A damaged record may be the one asked for: say so rather
+            // than claim there is no share.
+            [] if !damaged.is_empty() => Err(VerificationFailed::error(format!(
+                "no readable share labelled {key:?} in {}, and these key records are damaged: {}. Fetch the share again (`rkm share fetch --key {key}`) or restore the folder from your backup; a key id names a folder directly",
+                self.0.display(),
+                damaged.join("; ")
+            ))),
             [] => bail!(
                 "no share for key {key:?} in {}; `rkm share fetch --key {key}` fetches it",
                 self.0.display()

@@ -155,3 +155,77 @@ fn a_passphrase_file_others_can_read_is_refused_with_the_chmod_to_run() {
     std::fs::set_permissions(&passphrase, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert_ok(&init(&identity), "custodian init after chmod 600");
 }
+
+/// `rkm status` on `daemon`'s socket as a user the socket does not admit:
+/// `nobody` when the test runs as root (root passes every permission
+/// check), else this user after `deny` took the permission away.
+fn status_as_another_user(daemon: &Daemon) -> std::process::Output {
+    use std::os::unix::process::CommandExt as _;
+    let mut command = std::process::Command::new(rkm_tests::binaries::binary("rkm"));
+    rkm_tests::binaries::with_clean_env(&mut command);
+    command.env("RKM_SOCKET", daemon.socket()).arg("status");
+    if rustix::process::getuid().is_root() {
+        command.uid(65534).gid(65534);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn a_socket_the_user_may_not_open_exits_4_saying_so_not_that_rkmd_is_down() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let daemon = Daemon::start().unwrap();
+    let as_root = rustix::process::getuid().is_root();
+    let state = daemon.state_dir();
+    let set_mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    // The state directory is shut to the user (0700 of another user).
+    if !as_root {
+        set_mode(&state, 0o000);
+    }
+    let shut_directory = status_as_another_user(&daemon);
+    set_mode(&state, 0o700);
+    // The directory is open, but the socket is not (0600 of another user).
+    set_mode(&state, 0o755);
+    if !as_root {
+        set_mode(&daemon.socket(), 0o000);
+    }
+    let shut_socket = status_as_another_user(&daemon);
+    set_mode(&daemon.socket(), 0o600);
+    set_mode(&state, 0o700);
+    for (output, what) in [
+        (shut_directory, "a state directory the user may not enter"),
+        (shut_socket, "a socket the user may not open"),
+    ] {
+        let stderr = assert_fails(
+            &output,
+            4,
+            &["permission denied on rkmd's socket", "listen.socket_group"],
+            what,
+        );
+        assert!(
+            !stderr.contains("is rkmd running") && !stderr.contains("does not exist"),
+            "{what}: {stderr}"
+        );
+    }
+    assert_ok(&daemon.rkm(&["status"]).unwrap(), "status as rkmd's user");
+}
+
+#[test]
+fn a_truncated_key_record_in_the_share_directory_is_named_as_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start().unwrap();
+    let custodians = custodians_with_fast_identities(dir.path(), &["alice", "bob"]);
+    let key_id = enrol_and_create_key(&daemon, &custodians, LABEL, 2);
+    fetch_all(&daemon, &custodians, LABEL, &[]);
+    let record = custodians[0].key_record_file(&key_id);
+    let text = std::fs::read(&record).unwrap();
+    std::fs::write(&record, &text[..text.len() / 2]).unwrap();
+    let stderr = assert_fails(
+        &custodians[0].verify(&daemon, LABEL, &[]),
+        7,
+        &["damaged", &record.display().to_string(), "rkm share fetch"],
+        "share verify with a truncated key record",
+    );
+    assert!(!stderr.contains("no share for key"), "{stderr}");
+}

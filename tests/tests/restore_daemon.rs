@@ -277,10 +277,11 @@ fn a_key_restored_into_another_hsm_recovers_and_verifies_against_its_original_pu
     );
     custodians[2].enrol(&daemon_b);
 
-    // Refused with an audit key that did not sign the record (B's own).
+    // Refused with an audit key that did not sign the record (B's own):
+    // a verification failure, found before anything is sent.
     fails(
         &import(&audit_key_b),
-        4,
+        7,
         "does not verify",
         "import with the wrong record audit key",
     );

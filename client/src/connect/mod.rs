@@ -131,6 +131,17 @@ pub struct ConnectError {
     pub handshake_failed: bool,
 }
 
+/// The socket is there, but this user may not use it: a permissions
+/// matter (exit 4), not a daemon that is down.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "permission denied on rkmd's socket {}: your user may not open it or its directory. Ask the administrator to add you to the socket's group (listen.socket_group, with listen.socket_mode 0660), run rkm as rkmd's user, or use --endpoint",
+    path.display()
+)]
+pub struct SocketDenied {
+    pub path: PathBuf,
+}
+
 const NOT_RUNNING_HINT: &str =
     "; is rkmd running? Start it with `rkmd serve`, or point rkm at it with --socket or --endpoint";
 
@@ -219,9 +230,16 @@ impl Target {
         };
         match self {
             Target::Socket(path) => {
-                if !path.exists() {
-                    return Err(failed("the socket does not exist".to_owned()).into());
+                // Not `exists()`: it reads a directory we may not enter as
+                // "no socket".
+                match std::fs::symlink_metadata(path) {
+                    Ok(_) => {}
+                    Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+                        return Err(SocketDenied { path: path.clone() }.into());
+                    }
+                    Err(_) => return Err(failed("the socket does not exist".to_owned()).into()),
                 }
+                let path_shown = path.clone();
                 let path = path.clone();
                 // The URI is required by the API but unused: the connector dials the socket.
                 Ok(Endpoint::from_static("http://rkmd.local")
@@ -233,7 +251,15 @@ impl Target {
                         }
                     }))
                     .await
-                    .map_err(|error| failed(source_chain(&error)))?)
+                    .map_err(|error| {
+                        if permission_denied(&error) {
+                            anyhow::Error::new(SocketDenied {
+                                path: path_shown.clone(),
+                            })
+                        } else {
+                            failed(source_chain(&error)).into()
+                        }
+                    })?)
             }
             Target::Tls(target) => {
                 let config = match target.config.get() {
@@ -255,6 +281,21 @@ impl Target {
             }
         }
     }
+}
+
+/// Whether an I/O error in `error`'s chain is EACCES.
+fn permission_denied(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 fn source_chain(error: &dyn std::error::Error) -> String {
