@@ -229,3 +229,75 @@ fn a_truncated_key_record_in_the_share_directory_is_named_as_damaged() {
     );
     assert!(!stderr.contains("no share for key"), "{stderr}");
 }
+
+/// The entries of `action` whose outcome is not ok, over the socket.
+fn refused_entries(daemon: &Daemon, action: &str) -> Vec<serde_json::Value> {
+    rkm_tests::custodians::audit_entries(daemon, action)
+        .into_iter()
+        .filter(|entry| entry["outcome"] != "ok")
+        .collect()
+}
+
+#[test]
+fn oversized_names_and_labels_get_a_clear_bounded_refusal_that_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start().unwrap();
+    let custodians = custodians_with_fast_identities(dir.path(), &["alice", "bob"]);
+    for custodian in &custodians {
+        assert_ok(&custodian.enrol(&daemon), "enrol");
+    }
+    let label = "l".repeat(100 * 1024);
+    let stderr = assert_fails(
+        &daemon
+            .rkm(&[
+                "key",
+                "create",
+                "--label",
+                &label,
+                "--threshold",
+                "2",
+                "--custodians",
+                "alice,bob",
+            ])
+            .unwrap(),
+        6,
+        &["bytes cut"],
+        "key create with a 100 KB label",
+    );
+    assert!(stderr.len() < 4096, "{} bytes: {stderr:.300}", stderr.len());
+    assert!(!stderr.contains("h2 protocol error"), "{stderr:.300}");
+
+    let name = "n".repeat(20_000);
+    let stderr = assert_fails(
+        &daemon
+            .rkm(&["custodian", "disable", &name, "--reason", "gone"])
+            .unwrap(),
+        5,
+        &[],
+        "custodian disable with a 20,000-byte name",
+    );
+    assert!(stderr.len() < 4096, "{} bytes: {stderr:.300}", stderr.len());
+
+    // Both refusals are in the log, the long values by start, length and
+    // digest.
+    let recorded = |action: &str, length: usize| {
+        let needle = format!("({length} bytes, sha256 ");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let entries = refused_entries(&daemon, action);
+            if entries
+                .iter()
+                .any(|entry| entry.to_string().contains(&needle))
+            {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no refused {action} entry recording a {length}-byte value: {entries:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    recorded("key.create", label.len());
+    recorded("custodian.disable", name.len());
+}

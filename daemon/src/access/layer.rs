@@ -102,11 +102,35 @@ where
         let control = self.control.clone();
         Box::pin(async move {
             match admit(&control, request).await {
-                Ok(request) => inner.call(request).await,
-                Err(denied) => Ok(refuse(&control, denied).await),
+                Ok(request) => inner.call(request).await.map(bounded_status),
+                Err(denied) => Ok(bounded_status(refuse(&control, denied).await)),
             }
         })
     }
+}
+
+/// Longest `grpc-message` sent, in bytes. A message that quotes a huge
+/// input would otherwise exceed the client's header limit and arrive as an
+/// HTTP/2 protocol error instead of the refusal.
+const MAX_STATUS_MESSAGE: usize = 2048;
+
+/// The response with its status message cut to [`MAX_STATUS_MESSAGE`] (errors
+/// in headers: unary refusals and trailers-only responses).
+fn bounded_status(mut response: http::Response<Body>) -> http::Response<Body> {
+    let Some(status) = Status::from_header_map(response.headers()) else {
+        return response;
+    };
+    if status.message().len() <= MAX_STATUS_MESSAGE {
+        return response;
+    }
+    let message = rkm_proto::encoding::text::bounded_message(status.message(), MAX_STATUS_MESSAGE);
+    if Status::new(status.code(), message)
+        .add_header(response.headers_mut())
+        .is_err()
+    {
+        tracing::warn!("could not shorten a status message");
+    }
+    response
 }
 
 async fn refuse(control: &AccessControl, denied: Denied) -> http::Response<Body> {

@@ -120,19 +120,42 @@ impl Event {
         self
     }
 
+    /// Every value that may come from a caller is bounded first, so that
+    /// a refusal of oversized input is still recorded: values up to an
+    /// audit note's length whole, and if the entry is still too large,
+    /// every value beyond [`TIGHT_RECORD_LEN`] by excerpt and digest.
     fn encode(self) -> Result<(Vec<u8>, String), AuditError> {
-        let entry = AuditEntry {
-            v: ENTRY_VERSION,
-            time: rkm_proto::encoding::time::format_rfc3339_millis(SystemTime::now()),
-            actor: self.actor,
-            action: self.action.to_owned(),
-            subject: self.subject.clone(),
-            outcome: self.outcome,
-            details: self.details,
+        let time = rkm_proto::encoding::time::format_rfc3339_millis(SystemTime::now());
+        let entry = |max: usize| {
+            use rkm_proto::encoding::text::bounded_record;
+            AuditEntry {
+                v: ENTRY_VERSION,
+                time: time.clone(),
+                actor: bounded_record(&self.actor, max),
+                action: self.action.to_owned(),
+                subject: bounded_record(&self.subject, max),
+                outcome: self.outcome,
+                details: self
+                    .details
+                    .iter()
+                    .map(|(name, value)| (bounded_record(name, max), bounded_record(value, max)))
+                    .collect(),
+            }
         };
-        Ok((entry.encode()?, self.subject))
+        let mut bounded = entry(crate::ceremony::audit_note::MAX_NOTE_LEN);
+        let encoded = match bounded.encode() {
+            Ok(encoded) => encoded,
+            Err(_) => {
+                bounded = entry(TIGHT_RECORD_LEN);
+                bounded.encode()?
+            }
+        };
+        Ok((encoded, bounded.subject))
     }
 }
+
+/// Longest value kept whole when an entry would otherwise be too large.
+const TIGHT_RECORD_LEN: usize = 256;
 
 /// Settings of the audit log.
 #[derive(Debug, Clone)]

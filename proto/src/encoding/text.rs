@@ -131,9 +131,75 @@ pub fn excerpt(text: &str) -> String {
     out
 }
 
+/// `value` as an audit entry records untrusted input: whole when at most
+/// `max` bytes; else its escaped start, its length and its SHA-256, so that
+/// an oversized or malformed request still leaves a bounded entry that
+/// names it.
+pub fn bounded_record(value: &str, max: usize) -> String {
+    if value.len() <= max {
+        return value.to_owned();
+    }
+    use sha2::Digest as _;
+    format!(
+        "{} ({} bytes, sha256 {})",
+        excerpt(value),
+        value.len(),
+        hex::encode(sha2::Sha256::digest(value.as_bytes()))
+    )
+}
+
+/// `message` cut to about `max` bytes by keeping its start and its end
+/// (where the hint on what to do is), on character boundaries.
+pub fn bounded_message(message: &str, max: usize) -> String {
+    if message.len() <= max {
+        return message.to_owned();
+    }
+    let half = max / 2;
+    let mut head = half;
+    while !message.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = message.len() - half;
+    while !message.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!(
+        "{} … ({} bytes cut) … {}",
+        &message[..head],
+        tail - head,
+        &message[tail..]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_values_are_recorded_by_start_length_and_digest() {
+        assert_eq!(bounded_record("alice", 512), "alice");
+        let long = "x".repeat(20_000);
+        let recorded = bounded_record(&long, 512);
+        assert!(recorded.len() < 300, "{recorded}");
+        assert!(
+            recorded.starts_with(&"x".repeat(EXCERPT_CHARS)),
+            "{recorded}"
+        );
+        assert!(recorded.contains("(20000 bytes, sha256 "), "{recorded}");
+    }
+
+    #[test]
+    fn long_messages_keep_their_start_and_end_on_char_boundaries() {
+        let message = format!(
+            "custodian {} is unknown; enrol them first",
+            "é".repeat(5000)
+        );
+        let cut = bounded_message(&message, 1024);
+        assert!(cut.len() <= 1024 + 64, "{}", cut.len());
+        assert!(cut.starts_with("custodian é"), "{cut}");
+        assert!(cut.ends_with("is unknown; enrol them first"), "{cut}");
+        assert_eq!(bounded_message("short", 1024), "short");
+    }
 
     #[test]
     fn excerpt_cuts_long_text_on_a_char_boundary() {
