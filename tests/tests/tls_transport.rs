@@ -297,7 +297,7 @@ fn an_encrypted_client_key_opens_with_its_passphrase_file_and_not_without() {
     };
     assert_ok(&with(&passphrase), "status with an encrypted key");
     let wrong = dir.path().join("wrong");
-    std::fs::write(&wrong, "incorrect horse\n").unwrap();
+    rkm_tests::write_secret_file(&wrong, "incorrect horse\n");
     let refused = assert_fails(
         &with(&wrong),
         1,
