@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let key = &fixture().audit_key;
     if let Ok(summary) = verify_reopening(|| Ok(data), key, "rkm.example/test-log", |_| {}) {
-        panic!("an unsigned audit file verified: {} entries", summary.entries);
+        panic!(
+            "an unsigned audit file verified: {} entries",
+            summary.entries
+        );
     }
     let _ = diagnose_range(data, 0, u64::MAX);
 });
