@@ -19,7 +19,7 @@ use crate::encoding::time::rfc3339_from_unix;
 /// the request out of it.
 pub(super) fn read_request(text: &str) -> Result<RecoveryRequest, RequestError> {
     let root = DeTable::parse(text).map_err(|e| toml_error(text, &e))?;
-    TomlReader { text }.request(root.get_ref())
+    TomlReader::new(text).request(root.get_ref())
 }
 
 fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
@@ -49,6 +49,10 @@ type Spanned<T> = toml::Spanned<T>;
 
 struct TomlReader<'t> {
     text: &'t str,
+    /// Byte offsets of the text's newlines, found once: a line number is then
+    /// a binary search, not a count from the start of the file (one per
+    /// target would make a file of many targets quadratic to read).
+    newlines: Vec<usize>,
 }
 
 /// The values of one table, found by key, with the key's line.
@@ -57,9 +61,27 @@ struct Found<'a, 'i> {
     line: usize,
 }
 
-impl TomlReader<'_> {
+impl<'t> TomlReader<'t> {
+    fn new(text: &'t str) -> Self {
+        let newlines = text
+            .bytes()
+            .enumerate()
+            .filter_map(|(i, b)| (b == b'\n').then_some(i))
+            .collect();
+        TomlReader { text, newlines }
+    }
+
+    /// The line of `span`, as [`line_and_column`] gives it.
     fn line(&self, span: std::ops::Range<usize>) -> usize {
-        line_and_column(self.text, span.start).0
+        let offset = span.start.min(self.text.len());
+        // line_and_column counts the whole text for an offset inside a
+        // character.
+        let end = if self.text.is_char_boundary(offset) {
+            offset
+        } else {
+            self.text.len()
+        };
+        self.newlines.partition_point(|&n| n < end) + 1
     }
 
     fn request(&self, root: &DeTable<'_>) -> Result<RecoveryRequest, RequestError> {
@@ -271,6 +293,20 @@ fn time(key: &'static str, found: Option<Found<'_, '_>>) -> Result<(i64, String)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_numbers_agree_with_line_and_column_at_every_offset() {
+        let text = "a = 1\n\n# é\r\nb = [\n  \"x\",\n]\n\u{2014}";
+        let reader = TomlReader::new(text);
+        for offset in 0..=text.len() + 2 {
+            assert_eq!(
+                reader.line(offset..offset + 1),
+                line_and_column(text, offset).0,
+                "{offset}"
+            );
+        }
+        assert_eq!(TomlReader::new("").line(0..0), 1);
+    }
 
     #[test]
     fn line_and_column_count_from_one() {
