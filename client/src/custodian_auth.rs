@@ -18,6 +18,38 @@ use tonic::metadata::{Binary, MetadataValue};
 use tonic::transport::Channel;
 
 use crate::exit::RpcResultExt as _;
+use crate::passphrase::{PassphraseArgs, open_identity};
+
+/// A custodian's identity, for the commands they run without a certificate.
+#[derive(Debug, clap::Args)]
+pub struct CustodianIdentityArgs {
+    /// Your identity file, to ask as a custodian (no client certificate).
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+}
+
+/// `request` as its caller sends it: signed by the custodian whose identity
+/// is given, after `name_custodian` puts their name in it; as it is, for
+/// staff.
+///
+/// # Errors
+/// The identity cannot be opened, or rkmd gives no challenge.
+pub async fn as_caller<T: Message>(
+    channel: &Channel,
+    identity: &CustodianIdentityArgs,
+    rpc: &'static str,
+    mut request: T,
+    name_custodian: impl FnOnce(&mut T, &str),
+) -> anyhow::Result<tonic::Request<T>> {
+    let Some(path) = &identity.identity else {
+        return Ok(tonic::Request::new(request));
+    };
+    let identity = open_identity(path, &identity.passphrase)?;
+    name_custodian(&mut request, identity.name());
+    signed_request(channel, &identity, rpc, request).await
+}
 
 /// Full gRPC paths of the methods custodians call.
 pub mod method {

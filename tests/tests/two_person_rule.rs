@@ -200,6 +200,47 @@ fn with_the_rule_on_a_drill_opens_for_approval_at_once() {
     assert_ok(&custodians[0].approve(&daemon, &id), "alice approves");
     assert_ok(&custodians[2].approve(&daemon, &id), "carol approves");
     wait_for_recovery_state(&daemon, &id, "completed", Duration::from_secs(60));
+    assert_fails(
+        &confirm_as(&daemon, SECOND_OPERATOR, &id),
+        6,
+        &["is completed and can no longer be confirmed"],
+        "confirming a completed drill",
+    );
+}
+
+#[test]
+fn a_cancelled_or_unknown_recovery_cannot_be_confirmed() {
+    let daemon = serving(true);
+    let dir = tempfile::tempdir().unwrap();
+    with_key(&daemon, dir.path());
+    let id = open_recovery(&daemon, dir.path())["ceremony_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ok(
+        &daemon
+            .rkm(&["recovery", "cancel", &id, "--reason", "wrong request"])
+            .unwrap(),
+        "cancel",
+    );
+    assert_fails(
+        &confirm_as(&daemon, SECOND_OPERATOR, &id),
+        6,
+        &["is cancelled and can no longer be confirmed"],
+        "confirming a cancelled recovery",
+    );
+    assert_fails(
+        &confirm_as(&daemon, SECOND_OPERATOR, "rec-0000000000000000"),
+        5,
+        &["does not exist"],
+        "confirming an unknown recovery",
+    );
+    wait_for_audit_entry(
+        &daemon,
+        "recovery.confirm",
+        "the refused confirmations",
+        |entry| entry["subject"] == "rec-0000000000000000" && entry["outcome"] != "ok",
+    );
 }
 
 #[test]

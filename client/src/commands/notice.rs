@@ -12,7 +12,7 @@ use rkm_proto::v1::{AcknowledgeNoticeRequest, ListNoticesRequest, Notice};
 use serde::Serialize;
 
 use crate::connect::Target;
-use crate::custodian_auth::{method, signed_request};
+use crate::custodian_auth::{CustodianIdentityArgs, as_caller, method, signed_request};
 use crate::exit::RpcResultExt as _;
 use crate::output::{OutputFormat, emit, print_json};
 use crate::passphrase::{PassphraseArgs, open_identity};
@@ -33,11 +33,8 @@ pub struct ListArgs {
     /// Only the notices to this custodian.
     #[arg(long, conflicts_with = "identity")]
     pub custodian: Option<String>,
-    /// Your identity file, to list your own notices as a custodian.
-    #[arg(long, value_name = "FILE")]
-    pub identity: Option<PathBuf>,
     #[command(flatten)]
-    pub passphrase: PassphraseArgs,
+    pub custodian_identity: CustodianIdentityArgs,
 }
 
 /// Acknowledge a notice sent to you, signed with your identity.
@@ -88,18 +85,16 @@ pub async fn run(
     match command {
         NoticeCommand::List(args) => {
             let channel = target.connect().await?;
-            let request = match &args.identity {
-                Some(path) => {
-                    let identity = open_identity(path, &args.passphrase)?;
-                    let request = ListNoticesRequest {
-                        custodian: identity.name().to_owned(),
-                    };
-                    signed_request(&channel, &identity, method::LIST_NOTICES, request).await?
-                }
-                None => tonic::Request::new(ListNoticesRequest {
+            let request = as_caller(
+                &channel,
+                &args.custodian_identity,
+                method::LIST_NOTICES,
+                ListNoticesRequest {
                     custodian: args.custodian.unwrap_or_default(),
-                }),
-            };
+                },
+                |request, name| name.clone_into(&mut request.custodian),
+            )
+            .await?;
             let notices: Vec<NoticeReport> = CustodianServiceClient::new(channel)
                 .list_notices(request)
                 .await

@@ -138,7 +138,7 @@ impl Event {
                 details: self
                     .details
                     .iter()
-                    .map(|(name, value)| (bounded_record(name, max), bounded_record(value, max)))
+                    .map(|(name, value)| (name.clone(), bounded_record(value, max)))
                     .collect(),
             }
         };

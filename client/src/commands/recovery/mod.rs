@@ -8,7 +8,6 @@ pub mod collect;
 pub mod open;
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Subcommand;
@@ -16,10 +15,9 @@ use rkm_proto::v1::recovery_service_client::RecoveryServiceClient;
 use rkm_proto::v1::{CancelRecoveryRequest, ConfirmRecoveryRequest, ListRecoveriesRequest};
 
 use crate::connect::Target;
-use crate::custodian_auth::{method, signed_request};
+use crate::custodian_auth::{CustodianIdentityArgs, as_caller, method};
 use crate::exit::RpcResultExt as _;
 use crate::output::{OutputFormat, emit, print_json};
-use crate::passphrase::{PassphraseArgs, open_identity};
 use crate::recovery_ceremony::opening::OpenArgs;
 use crate::recovery_ceremony::{RecoveryReport, checked_request, get_recovery, render};
 
@@ -47,16 +45,6 @@ pub struct ListArgs {
     pub custodian: Option<String>,
     #[command(flatten)]
     pub custodian_identity: CustodianIdentityArgs,
-}
-
-/// A custodian's identity, for the commands they run without a certificate.
-#[derive(Debug, clap::Args)]
-pub struct CustodianIdentityArgs {
-    /// Your identity file, to ask as a custodian (no client certificate).
-    #[arg(long, value_name = "FILE")]
-    pub identity: Option<PathBuf>,
-    #[command(flatten)]
-    pub passphrase: PassphraseArgs,
 }
 
 /// Show one recovery ceremony: the decoded request custodians approve, its
@@ -113,24 +101,6 @@ pub async fn run(
         RecoveryCommand::Confirm(args) => confirm(args, target, output).await,
         RecoveryCommand::Cancel(args) => cancel(args, target, output).await,
     }
-}
-
-/// `request` as its caller sends it: signed by the custodian whose identity
-/// is given, after `name_custodian` puts their name in it; as it is, for
-/// staff.
-async fn as_caller<T: prost::Message>(
-    channel: &tonic::transport::Channel,
-    identity: &CustodianIdentityArgs,
-    rpc: &'static str,
-    mut request: T,
-    name_custodian: impl FnOnce(&mut T, &str),
-) -> anyhow::Result<tonic::Request<T>> {
-    let Some(path) = &identity.identity else {
-        return Ok(tonic::Request::new(request));
-    };
-    let identity = open_identity(path, &identity.passphrase)?;
-    name_custodian(&mut request, identity.name());
-    signed_request(channel, &identity, rpc, request).await
 }
 
 async fn list(args: ListArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
