@@ -4,6 +4,7 @@
 //! request's bytes (see `rkm_proto::access`). rkmd checks it before any
 //! handler runs, so a custodian needs no certificate from the organisation.
 
+use crate::connect::stubs;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -12,7 +13,6 @@ use rkm_proto::access::{
     CUSTODIAN_AUTH_METADATA, GET_CHALLENGE_METHOD, custodian_request_message, request_digest,
 };
 use rkm_proto::identity::CustodianIdentity;
-use rkm_proto::v1::access_service_client::AccessServiceClient;
 use rkm_proto::v1::{CustodianAuth, GetChallengeRequest};
 use tonic::metadata::{Binary, MetadataValue};
 use tonic::transport::Channel;
@@ -95,7 +95,7 @@ pub async fn challenge(channel: &Channel, identity: &CustodianIdentity) -> anyho
             client_nonce: client_nonce()?.to_vec(),
         },
     )?;
-    Ok(AccessServiceClient::new(channel.clone())
+    Ok(stubs::access(channel.clone())
         .get_challenge(request)
         .await
         .rpc("authenticating to rkmd as a custodian")?

@@ -3,6 +3,7 @@
 //! the key a custodian's stored key record is verified with (the pin in the
 //! share directory).
 
+use crate::connect::stubs;
 use anyhow::Context as _;
 use rkm_proto::checkpoint::VerifierKey;
 use rkm_proto::fingerprint::fingerprint;
@@ -165,7 +166,7 @@ pub async fn audit_key_for_fetch(
         GetAuditKeyRequest {},
     )
     .await?;
-    let (key, _) = daemon_audit_key(&mut AuditServiceClient::new(channel), request).await?;
+    let (key, _) = daemon_audit_key(&mut stubs::audit(channel), request).await?;
     if !check_pin(dir, key.name(), &key, "rkmd's audit key")? {
         eprintln!(
             "rkm: trusting rkmd's audit key on first use: {key}\nrkm: fingerprint {} — compare it with the one `rkmd init` printed; {} will pin it",

@@ -213,6 +213,24 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
     result
 }
 
+/// A generated service with the message limits of `rkm_proto::access::limits`:
+/// requests up to its largest method's read limit (the access layer checks
+/// each method's own first, and audits), responses up to
+/// `MAX_RESPONSE_MESSAGE`.
+macro_rules! bounded {
+    ($server:expr) => {{
+        let server = $server;
+        let name = service_name(&server);
+        server
+            .max_decoding_message_size(rkm_proto::access::limits::service_max_message(name))
+            .max_encoding_message_size(rkm_proto::access::limits::MAX_RESPONSE_MESSAGE)
+    }};
+}
+
+fn service_name<S: tonic::server::NamedService>(_: &S) -> &'static str {
+    S::NAME
+}
+
 async fn routes(
     system: SystemApi,
     audit: AuditApi,
@@ -251,16 +269,18 @@ async fn routes(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
-        .add_service(AccessServiceServer::new(access))
-        .add_service(SystemServiceServer::new(system))
-        .add_service(AuditServiceServer::new(audit))
-        .add_service(CustodianServiceServer::new(CustodianApi {
+        .add_service(bounded!(AccessServiceServer::new(access)))
+        .add_service(bounded!(SystemServiceServer::new(system)))
+        .add_service(bounded!(AuditServiceServer::new(audit)))
+        .add_service(bounded!(CustodianServiceServer::new(CustodianApi {
             services: services.clone(),
-        }))
-        .add_service(KeyServiceServer::new(KeyApi {
+        })))
+        .add_service(bounded!(KeyServiceServer::new(KeyApi {
             services: services.clone(),
-        }))
-        .add_service(RecoveryServiceServer::new(RecoveryApi { services }));
+        })))
+        .add_service(bounded!(RecoveryServiceServer::new(RecoveryApi {
+            services
+        })));
     routes.routes()
 }
 

@@ -489,14 +489,16 @@ pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
 pub fn assert_no_secret_bytes(files: &[PathBuf], secrets: &[(String, Vec<u8>)], when: &str) {
     for file in files {
         let bytes = std::fs::read(file).unwrap_or_default();
-        for (what, secret) in secrets {
-            for spelling in spellings(secret) {
-                assert!(
-                    !contains_bytes(&bytes, &spelling),
-                    "{when}: {what} found in {}",
-                    file.display()
-                );
-            }
+        assert_no_secret_in(&bytes, secrets, &format!("{when}, in {}", file.display()));
+    }
+}
+
+/// Fails if `bytes` hold any of `secrets` in any of their [`spellings`].
+#[track_caller]
+pub fn assert_no_secret_in(bytes: &[u8], secrets: &[(String, Vec<u8>)], place: &str) {
+    for (what, secret) in secrets {
+        for spelling in spellings(secret) {
+            assert!(!contains_bytes(bytes, &spelling), "{place}: {what} found");
         }
     }
 }

@@ -25,7 +25,21 @@ pub struct Daemon {
     pki: Option<PathBuf>,
     /// `https://127.0.0.1:PORT`, once serving with TLS.
     endpoint: Option<String>,
+    /// Everything `rkm` wrote (stdout and stderr) in this fixture's runs,
+    /// for the tests that no secret reaches the client's output.
+    transcript: std::sync::Mutex<Transcript>,
 }
+
+/// The client's output, kept up to [`MAX_TRANSCRIPT`] bytes.
+#[derive(Debug, Default)]
+struct Transcript {
+    bytes: Vec<u8>,
+    dropped: bool,
+}
+
+/// Enough for a ceremony's every command; suites that dump large audit logs
+/// go past it, and then [`Daemon::client_transcript`] says so.
+const MAX_TRANSCRIPT: usize = 32 << 20;
 
 /// The client certificate (a `rkmd dev-pki` file stem) that [`Daemon::rkm`]
 /// presents over TLS for staff commands: it holds the admin, operator and
@@ -132,6 +146,7 @@ impl DaemonBuilder {
             env,
             pki,
             endpoint: None,
+            transcript: std::sync::Mutex::default(),
         })
     }
 }
@@ -264,11 +279,44 @@ impl Daemon {
             .endpoint
             .as_deref()
             .context("rkmd does not serve TLS")?;
-        self.tls_command(endpoint, client)
+        let output = self
+            .tls_command(endpoint, client)
             .args(args)
             .stdin(Stdio::null())
             .output()
-            .context("running rkm")
+            .context("running rkm")?;
+        self.keep_output(&output);
+        Ok(output)
+    }
+
+    fn keep_output(&self, output: &Output) {
+        let mut transcript = self
+            .transcript
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if transcript.bytes.len() + output.stdout.len() + output.stderr.len() > MAX_TRANSCRIPT {
+            transcript.dropped = true;
+            return;
+        }
+        transcript.bytes.extend_from_slice(&output.stdout);
+        transcript.bytes.extend_from_slice(&output.stderr);
+    }
+
+    /// Everything `rkm` printed, stdout and stderr, in every run through
+    /// this fixture ([`Daemon::rkm`], over TLS or the socket).
+    ///
+    /// # Panics
+    /// The runs printed more than the transcript keeps.
+    pub fn client_transcript(&self) -> Vec<u8> {
+        let transcript = self
+            .transcript
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        assert!(
+            !transcript.dropped,
+            "the client printed more than {MAX_TRANSCRIPT} bytes"
+        );
+        transcript.bytes.clone()
     }
 
     /// Runs `rkmd ARGS` to completion (not `serve`: see [`Daemon::serve`]).
@@ -300,11 +348,14 @@ impl Daemon {
     /// # Errors
     /// The binary cannot be run.
     pub fn rkm_over_socket(&self, args: &[&str]) -> anyhow::Result<Output> {
-        self.command("rkm")
+        let output = self
+            .command("rkm")
             .args(args)
             .stdin(Stdio::null())
             .output()
-            .context("running rkm")
+            .context("running rkm")?;
+        self.keep_output(&output);
+        Ok(output)
     }
 
     /// Starts `rkmd serve` and waits, with bounded retries, until its socket

@@ -116,6 +116,35 @@ pub async fn call(
     }
 }
 
+/// Calls `method` with the request messages `messages` (a stream, so a
+/// client-streaming method gets them all), and returns the status the call
+/// ended with, whoever decided it: the access layer or the handler.
+///
+/// # Panics
+/// The channel fails or `method` is not a path.
+pub async fn call_for_status(
+    channel: &Channel,
+    method: &str,
+    messages: Vec<Vec<u8>>,
+    auth: Option<BinaryMetadataValue>,
+) -> Result<(), tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone())
+        .max_encoding_message_size(usize::MAX)
+        .max_decoding_message_size(usize::MAX);
+    grpc.ready().await.expect("channel ready");
+    let mut request = tonic::Request::new(tokio_stream::iter(messages));
+    request.set_timeout(Duration::from_secs(60));
+    if let Some(auth) = auth {
+        request
+            .metadata_mut()
+            .insert_bin(CUSTODIAN_AUTH_METADATA, auth);
+    }
+    let path = tonic::codegen::http::uri::PathAndQuery::try_from(method).expect("a gRPC path");
+    let mut responses = grpc.streaming(request, path, RawCodec).await?.into_inner();
+    while responses.message().await?.is_some() {}
+    Ok(())
+}
+
 /// A TLS channel to `daemon` (built with [`crate::DaemonBuilder::tls`])
 /// trusting its CA and presenting the client certificate `client` (a
 /// dev-pki file stem), or none.

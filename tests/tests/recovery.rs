@@ -26,9 +26,9 @@ use rkm_proto::v1::recovery_service_client::RecoveryServiceClient;
 use rkm_proto::v1::{ApproveRequest, GetApprovalNonceRequest, GetRecoveryRequest, RecoverySummary};
 use rkm_tests::Daemon;
 use rkm_tests::custodians::{
-    Custodian, NAMES, assert_fails, assert_no_secret_bytes, assert_ok, assert_ok_json, audit_key,
-    custodians_with_fast_identities, enrol_and_create_key, fetch_all, files_under, path_str, text,
-    wait_for_recovery_state,
+    Custodian, NAMES, assert_fails, assert_no_secret_bytes, assert_no_secret_in, assert_ok,
+    assert_ok_json, audit_key, contains_bytes, custodians_with_fast_identities,
+    enrol_and_create_key, fetch_all, files_under, path_str, text, wait_for_recovery_state,
 };
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -1403,6 +1403,25 @@ fn recovery_leaves_no_share_or_kek_bytes_in_state_or_log() {
     setup.collect(&id, &artefact);
     assert!(setup.held_shares(&id).iter().all(|(_, held)| !held));
     assert_no_secret_bytes_in_rkmd(&setup, &secrets, "after the ceremony");
+
+    // Nor is any in what rkm printed, from enrolment and share fetch to the
+    // collect, in JSON (its most detailed output: rkm keeps no log) and as
+    // text for people.
+    for args in [
+        vec!["recovery", "show", id.as_str()],
+        vec!["key", "show", LABEL],
+        vec!["status"],
+        vec!["audit", "show", "--output", "json"],
+    ] {
+        assert_ok(&setup.rkm(&args), &args.join(" "));
+    }
+    let printed = setup.daemon.client_transcript();
+    assert!(
+        printed.len() > 10_000 && contains_bytes(&printed, id.as_bytes()),
+        "the transcript holds the ceremony's output ({} bytes)",
+        printed.len()
+    );
+    assert_no_secret_in(&printed, &secrets, "in rkm's output");
 }
 
 #[test]

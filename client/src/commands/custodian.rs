@@ -2,6 +2,7 @@
 //! reads out its fingerprint (`show`); operators enrol the card, list and
 //! disable custodians through rkmd.
 
+use crate::connect::stubs;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -9,7 +10,6 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use rkm_proto::custodian_card::CustodianCard;
 use rkm_proto::identity::CustodianIdentity;
-use rkm_proto::v1::custodian_service_client::CustodianServiceClient;
 use rkm_proto::v1::{
     Custodian, DisableCustodianRequest, EnrolCustodianRequest, ListCustodiansRequest,
 };
@@ -242,7 +242,7 @@ fn read_card(path: &std::path::Path) -> anyhow::Result<(CustodianCard, String)> 
 
 async fn enrol(args: &EnrolArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
     let (_, text) = read_card(&args.card)?;
-    let custodian = CustodianServiceClient::new(target.connect().await?)
+    let custodian = stubs::custodian(target.connect().await?)
         .enrol_custodian(EnrolCustodianRequest { card: text })
         .await
         .rpc("enrolling the custodian")?
@@ -270,7 +270,7 @@ fn print_custodian(
 }
 
 async fn list(target: &Target, output: OutputFormat) -> anyhow::Result<()> {
-    let custodians: Vec<CustodianReport> = CustodianServiceClient::new(target.connect().await?)
+    let custodians: Vec<CustodianReport> = stubs::custodian(target.connect().await?)
         .list_custodians(ListCustodiansRequest {})
         .await
         .rpc("listing custodians")?
@@ -304,7 +304,7 @@ async fn list(target: &Target, output: OutputFormat) -> anyhow::Result<()> {
 }
 
 async fn disable(args: DisableArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
-    let custodian = CustodianServiceClient::new(target.connect().await?)
+    let custodian = stubs::custodian(target.connect().await?)
         .disable_custodian(DisableCustodianRequest {
             name: args.name,
             reason: args.reason,

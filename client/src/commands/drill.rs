@@ -6,6 +6,7 @@
 //! who approved and when, time to quorum, time to signature, the outcome
 //! (the drill signature checked against the key record) and what went wrong.
 
+use crate::connect::stubs;
 use rkm_proto::audit_entry::action;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
@@ -17,10 +18,6 @@ use rkm_proto::checkpoint::VerifierKey;
 use rkm_proto::command::verify_drill_signature;
 use rkm_proto::key_record::SignedKeyRecord;
 use rkm_proto::recovery_request::RecoveryRequest;
-use rkm_proto::v1::audit_service_client::AuditServiceClient;
-use rkm_proto::v1::custodian_service_client::CustodianServiceClient;
-use rkm_proto::v1::key_service_client::KeyServiceClient;
-use rkm_proto::v1::recovery_service_client::RecoveryServiceClient;
 use rkm_proto::v1::{GetAuditKeyRequest, GetKeyRequest, ListEntriesRequest, ListNoticesRequest};
 use serde::Serialize;
 use tonic::transport::Channel;
@@ -164,7 +161,7 @@ fn seconds_between(from: Option<SystemTime>, to: Option<SystemTime>) -> Option<f
 
 /// The notices sent for the ceremony, in the order they were sent.
 async fn drill_notices(channel: &Channel, ceremony_id: &str) -> anyhow::Result<Vec<NoticeLine>> {
-    let mut notices: Vec<NoticeLine> = CustodianServiceClient::new(channel.clone())
+    let mut notices: Vec<NoticeLine> = stubs::custodian(channel.clone())
         .list_notices(ListNoticesRequest {
             custodian: String::new(),
         })
@@ -187,7 +184,7 @@ async fn drill_notices(channel: &Channel, ceremony_id: &str) -> anyhow::Result<V
 /// The audit entries whose subject is the ceremony.
 async fn drill_entries(channel: &Channel, ceremony_id: &str) -> anyhow::Result<Vec<AuditEntry>> {
     let mut entries = Vec::new();
-    let mut stream = AuditServiceClient::new(channel.clone())
+    let mut stream = stubs::audit(channel.clone())
         .list_entries(ListEntriesRequest {
             start: 0,
             end: 0,
@@ -273,7 +270,7 @@ fn outcome(state: &str, signature_verifies: bool, failure: &str) -> String {
 async fn report(args: &ReportArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
     let channel = target.connect().await?;
     let summary = get_recovery(
-        &mut RecoveryServiceClient::new(channel.clone()),
+        &mut stubs::recovery(channel.clone()),
         rkm_proto::v1::GetRecoveryRequest {
             ceremony_id: args.ceremony_id.clone(),
             ..Default::default()
@@ -338,7 +335,7 @@ async fn check_drill_signature(
     summary: &rkm_proto::v1::RecoverySummary,
     signature: &str,
 ) -> anyhow::Result<bool> {
-    let key = KeyServiceClient::new(channel.clone())
+    let key = stubs::key(channel.clone())
         .get_key(GetKeyRequest {
             key: summary.key_id.clone(),
         })
@@ -348,7 +345,7 @@ async fn check_drill_signature(
         .key
         .context("rkmd sent no key")?;
     let verifier = if key.record_audit_key.is_empty() {
-        AuditServiceClient::new(channel.clone())
+        stubs::audit(channel.clone())
             .get_audit_key(GetAuditKeyRequest {})
             .await
             .rpc("asking rkmd for its audit key")?

@@ -3,6 +3,7 @@
 //! still missing; and restore a key into another rkmd and HSM from its signed
 //! key record (`import`).
 
+use crate::connect::stubs;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -88,7 +89,7 @@ pub struct ImportArgs {
 /// # Errors
 /// rkmd cannot be reached or refuses.
 pub async fn run(command: KeyCommand, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
-    let mut client = KeyServiceClient::new(target.connect().await?);
+    let mut client = stubs::key(target.connect().await?);
     match command {
         KeyCommand::Create(args) => {
             let response = client

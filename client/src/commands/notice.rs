@@ -1,13 +1,13 @@
 //! `rkm notice`: the notices rkmd recorded for custodians when a ceremony
 //! opened (`list`), and a custodian's signed acknowledgement (`ack`).
 
+use crate::connect::stubs;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Subcommand;
 use rkm_proto::messages::notice_ack_message;
-use rkm_proto::v1::custodian_service_client::CustodianServiceClient;
 use rkm_proto::v1::{AcknowledgeNoticeRequest, ListNoticesRequest, Notice};
 use serde::Serialize;
 
@@ -95,7 +95,7 @@ pub async fn run(
                 |request, name| name.clone_into(&mut request.custodian),
             )
             .await?;
-            let notices: Vec<NoticeReport> = CustodianServiceClient::new(channel)
+            let notices: Vec<NoticeReport> = stubs::custodian(channel)
                 .list_notices(request)
                 .await
                 .rpc("listing notices")?
@@ -120,7 +120,7 @@ pub async fn run(
             };
             let signed =
                 signed_request(&channel, &identity, method::ACKNOWLEDGE_NOTICE, request).await?;
-            let notice = CustodianServiceClient::new(channel)
+            let notice = stubs::custodian(channel)
                 .acknowledge_notice(signed)
                 .await
                 .rpc("acknowledging the notice")?

@@ -3,6 +3,7 @@
 //! identity, before signing a receipt (`fetch`); and re-checks what they hold,
 //! offline (`verify`), and, with `--attest`, tells rkmd they still hold it.
 
+use crate::connect::stubs;
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,7 +14,6 @@ use rkm_proto::identity::CustodianIdentity;
 use rkm_proto::messages::{
     envelope_fetch_message, share_attestation_message, share_receipt_message,
 };
-use rkm_proto::v1::key_service_client::KeyServiceClient;
 use rkm_proto::v1::{
     AttestShareRequest, FetchEnvelopeRequest, FetchEnvelopeResponse, GetKeyRequest, KeySummary,
     SubmitReceiptRequest,
@@ -189,7 +189,7 @@ async fn fetch_envelope(
     identity: &CustodianIdentity,
     key: &str,
 ) -> anyhow::Result<(String, FetchEnvelopeResponse)> {
-    let mut keys = KeyServiceClient::new(channel.clone());
+    let mut keys = stubs::key(channel.clone());
     let summary = keys
         .get_key(
             signed_request(
@@ -249,7 +249,7 @@ async fn send_receipt(
         signature: receipt.to_vec(),
         possession_proof: possession_key.prove(&message).to_vec(),
     };
-    KeyServiceClient::new(channel.clone())
+    stubs::key(channel.clone())
         .submit_receipt(signed_request(channel, identity, method::SUBMIT_RECEIPT, request).await?)
         .await
         .rpc("sending your receipt")?
@@ -372,7 +372,7 @@ async fn attest(
         signature: signature.to_vec(),
         possession_proof: possession_key.prove(&message).to_vec(),
     };
-    let key = KeyServiceClient::new(channel.clone())
+    let key = stubs::key(channel.clone())
         .attest_share(signed_request(&channel, identity, method::ATTEST_SHARE, request).await?)
         .await
         .rpc("sending your share attestation")?

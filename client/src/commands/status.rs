@@ -2,9 +2,8 @@
 //! the audit key's fingerprint, the store's record counts, and per key how
 //! many custodians attested their share recently against the threshold.
 
+use crate::connect::stubs;
 use rkm_proto::v1::GetStatusRequest;
-use rkm_proto::v1::key_service_client::KeyServiceClient;
-use rkm_proto::v1::system_service_client::SystemServiceClient;
 use serde::Serialize;
 
 use std::fmt::Write as _;
@@ -73,12 +72,12 @@ pub struct AuditKeyReport {
 /// rkmd cannot be reached or answers with an error.
 pub async fn run(target: &Target, output: OutputFormat) -> anyhow::Result<()> {
     let channel = target.connect().await?;
-    let response = SystemServiceClient::new(channel.clone())
+    let response = stubs::system(channel.clone())
         .get_status(GetStatusRequest {})
         .await
         .rpc("asking rkmd for its status")?
         .into_inner();
-    let keys = list_keys(&mut KeyServiceClient::new(channel))
+    let keys = list_keys(&mut stubs::key(channel))
         .await?
         .into_iter()
         .map(|key| KeyAttestationReport {

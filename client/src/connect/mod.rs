@@ -5,6 +5,7 @@
 //! and authenticate the server by the CA or by its pinned certificate.
 
 mod client_config;
+pub mod stubs;
 mod tls;
 
 use std::path::PathBuf;

@@ -3,6 +3,7 @@
 //! rkmd recorded checked to be exactly the one sent, by recomputing its
 //! digest here.
 
+use crate::connect::stubs;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -298,7 +299,7 @@ pub async fn open_ceremony(
         justification: justification.clone(),
         drill: args.drill,
     };
-    let mut client = RecoveryServiceClient::new(target.connect().await?);
+    let mut client = stubs::recovery(target.connect().await?);
     let (targets, summary) =
         send_request(&mut client, header, args.targets.clone(), hasher).await?;
     let recorded = check_recorded(&summary, &args, &request, targets, &justification)?;

@@ -252,36 +252,17 @@ pub fn decode_auth(bytes: &[u8]) -> Result<CustodianAuth, CustodianAuthError> {
 ///
 /// # Errors
 /// The message is malformed, or the field is not valid UTF-8 text.
-pub fn string_field(mut message: &[u8], number: u32) -> Result<String, CustodianAuthError> {
-    use prost::encoding::{WireType, decode_key, decode_varint};
+pub fn string_field(message: &[u8], number: u32) -> Result<String, CustodianAuthError> {
     let malformed = || CustodianAuthError::Malformed("the request message is malformed");
     let mut found = String::new();
-    while !message.is_empty() {
-        let (tag, wire_type) = decode_key(&mut message).map_err(|_| malformed())?;
-        let len = match wire_type {
-            WireType::Varint => {
-                decode_varint(&mut message).map_err(|_| malformed())?;
-                0
-            }
-            WireType::SixtyFourBit => 8,
-            WireType::ThirtyTwoBit => 4,
-            WireType::LengthDelimited => {
-                usize::try_from(decode_varint(&mut message).map_err(|_| malformed())?)
-                    .map_err(|_| malformed())?
-            }
-            WireType::StartGroup | WireType::EndGroup => return Err(malformed()),
-        };
-        if len > message.len() {
-            return Err(malformed());
-        }
-        let (value, rest) = message.split_at(len);
-        if tag == number && wire_type == WireType::LengthDelimited {
+    for field in rkm_proto::access::limits::wire_fields(message) {
+        let (tag, wire_type, value) = field.map_err(|()| malformed())?;
+        if tag == number && wire_type == prost::encoding::WireType::LengthDelimited {
             // The last occurrence wins, as protobuf decoders do.
             found = std::str::from_utf8(value)
                 .map_err(|_| malformed())?
                 .to_owned();
         }
-        message = rest;
     }
     Ok(found)
 }

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
-use http_body_util::BodyExt as _;
+use rkm_proto::access::limits::{LimitError, UNLISTED, method_limits};
 use rkm_proto::access::{ACCESS_REFUSED_METADATA, CUSTODIAN_AUTH_METADATA};
 use tonic::Status;
 use tonic::body::Body;
 use tower::{Layer, Service};
 
+use super::bounds::{BodyError, CheckedStream, read_unary, reframe, refusal_details};
 use super::custodian_auth::{
     CustodianAuthError, CustodianAuthenticator, decode_auth, string_field,
 };
@@ -21,11 +22,6 @@ use super::peer::PeerInfo;
 use super::policy::{Rule, rule};
 use super::roles::RoleMap;
 use super::{Caller, Identity, Role};
-
-/// Largest custodian request buffered to check its signature; custodian
-/// messages are a few KiB (the largest, an approval, carries one sealed
-/// share).
-const MAX_SIGNED_REQUEST: usize = 256 * 1024;
 
 /// gRPC binary metadata is base64, padded or not depending on the client.
 const METADATA_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
@@ -246,13 +242,19 @@ async fn admit(
         ));
     };
 
+    let limits = method_limits(&method);
     let (request, caller) = match auth {
         Some(auth) => {
             let claimed = format!("custodian:{}", auth.custodian);
+            let limits = limits.unwrap_or(&UNLISTED);
             let (parts, body) = request.into_parts();
-            let message = match read_single_message(body).await {
+            let message = match read_unary(body, limits).await {
                 Ok(message) => message,
-                Err(reason) => {
+                Err(BodyError::Limit(error)) => {
+                    return Err(over_limit(denied, &error, claimed, keys));
+                }
+                Err(error) => {
+                    let reason = error.to_string();
                     return Err(denied(
                         Status::invalid_argument(reason.clone()),
                         "unauthenticated",
@@ -312,8 +314,7 @@ async fn admit(
                 peer: peer_text.clone(),
                 roles: vec![Role::Custodian],
             };
-            let body = Body::new(http_body_util::Full::new(reframe(&message)));
-            (http::Request::from_parts(parts, body), caller)
+            (http::Request::from_parts(parts, reframe(&message)), caller)
         }
         None => {
             let (identity, roles) = staff_identity(control, &peer);
@@ -325,6 +326,7 @@ async fn admit(
             (request, caller)
         }
     };
+    let custodian_checked = caller.custodian().is_some();
 
     if !rule.public && !rule.roles.iter().any(|role| caller.holds(*role)) {
         let needed: Vec<&str> = rule.roles.iter().map(|role| role.name()).collect();
@@ -375,9 +377,74 @@ async fn admit(
         ));
         return Err(refused);
     }
-    let mut request = request;
+    let mut request = match limits {
+        // A custodian's request was read and checked to verify its signature.
+        Some(limits) if !custodian_checked => {
+            let (parts, body) = request.into_parts();
+            let body = if limits.client_streaming {
+                let refusal = denied(
+                    Status::ok(""),
+                    "limit",
+                    caller.actor(),
+                    String::new(),
+                    Vec::new(),
+                    false,
+                )
+                .refusal;
+                Body::new(CheckedStream::new(
+                    body,
+                    limits,
+                    control.guard.clone(),
+                    refusal,
+                ))
+            } else {
+                match read_unary(body, limits).await {
+                    Ok(message) => reframe(&message),
+                    Err(BodyError::Limit(error)) => {
+                        return Err(over_limit(denied, &error, caller.actor(), keys));
+                    }
+                    Err(error) => {
+                        let reason = error.to_string();
+                        return Err(denied(
+                            Status::invalid_argument(reason.clone()),
+                            "limit",
+                            caller.actor(),
+                            reason,
+                            keys,
+                            false,
+                        ));
+                    }
+                }
+            };
+            http::Request::from_parts(parts, body)
+        }
+        _ => request,
+    };
     request.extensions_mut().insert(caller);
     Ok(request)
+}
+
+/// The refusal of a request over one of its method's limits: never an
+/// authentication failure, recorded by the limit's kind (so that a burst
+/// aggregates) with the field, sizes and the value's start and SHA-256.
+fn over_limit(
+    denied: impl Fn(Status, &'static str, String, String, Vec<String>, bool) -> Denied,
+    error: &LimitError,
+    actor: String,
+    keys: Vec<String>,
+) -> Denied {
+    let mut refused = denied(
+        Status::invalid_argument(format!(
+            "{error}; see \"Limits and bad input\" in rkm's README"
+        )),
+        "limit",
+        actor,
+        error.kind(),
+        keys,
+        false,
+    );
+    refused.refusal.details = refusal_details(error);
+    refused
 }
 
 /// Who the transport says is calling, and the roles configured for them.
@@ -414,37 +481,4 @@ fn check_acting_for(rule: Rule, message: &[u8], name: &str) -> Result<(), String
         ));
     }
     Ok(())
-}
-
-/// The one message of a unary gRPC request body (uncompressed).
-async fn read_single_message(body: Body) -> Result<Vec<u8>, String> {
-    let limited = http_body_util::Limited::new(body, MAX_SIGNED_REQUEST + 5);
-    let bytes = limited
-        .collect()
-        .await
-        .map_err(|_| format!("a signed custodian request is at most {MAX_SIGNED_REQUEST} bytes"))?
-        .to_bytes();
-    let Some((header, rest)) = bytes.split_first_chunk::<5>() else {
-        return Err("the request carries no gRPC message".to_owned());
-    };
-    if header[0] != 0 {
-        return Err("signed custodian requests are sent uncompressed".to_owned());
-    }
-    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-    if rest.len() != len {
-        return Err("a signed custodian request carries exactly one message".to_owned());
-    }
-    Ok(rest.to_vec())
-}
-
-fn reframe(message: &[u8]) -> bytes::Bytes {
-    let mut framed = Vec::with_capacity(message.len() + 5);
-    framed.push(0);
-    framed.extend_from_slice(
-        &u32::try_from(message.len())
-            .unwrap_or(u32::MAX)
-            .to_be_bytes(),
-    );
-    framed.extend_from_slice(message);
-    framed.into()
 }

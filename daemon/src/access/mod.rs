@@ -9,6 +9,7 @@
 //! ([`roles`]), never from the caller. Repeated failures are slowed, then
 //! refused for a while ([`guard`]).
 
+pub mod bounds;
 pub mod custodian_auth;
 pub mod guard;
 pub mod layer;

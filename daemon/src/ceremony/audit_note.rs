@@ -8,7 +8,7 @@ use crate::audit::{AuditLog, Event};
 use rkm_proto::audit_entry::action;
 
 /// Longest operator note, in bytes.
-pub const MAX_NOTE_LEN: usize = 4096;
+pub use rkm_proto::access::limits::MAX_NOTE_LEN;
 
 /// Checks that a note says something and fits.
 fn check_note(message: &str) -> Result<(), CeremonyError> {

@@ -9,6 +9,8 @@
 //! the spent challenge; a reordered or edited one on the digest or method; a
 //! delayed one on the time.
 
+pub mod limits;
+
 use sha2::{Digest as _, Sha256};
 
 use crate::sharing::messages::message;

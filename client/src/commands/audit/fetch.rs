@@ -4,6 +4,7 @@
 //! §2.1.4), so a rewritten history is caught. Everything rkmd sends is
 //! verified before the file is replaced, atomically.
 
+use crate::connect::stubs;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::fs::File;
@@ -76,7 +77,7 @@ pub async fn run(args: FetchArgs, target: &Target, output: OutputFormat) -> anyh
     let path = args.file;
     let exists = path.exists();
     let trusted = trusted_key(&path, exists, args.audit_key)?;
-    let mut client = AuditServiceClient::new(target.connect().await?);
+    let mut client = stubs::audit(target.connect().await?);
     let log = trust_daemon_key(
         &mut client,
         trusted.as_ref().map(|(key, source)| (key, source.as_str())),

@@ -1,8 +1,8 @@
 //! `rkm audit note`: an operator annotates the audit log ("HSM firmware
 //! upgraded", "drill postponed"); rkmd records it as an `audit.note` entry.
 
+use crate::connect::stubs;
 use rkm_proto::v1::RecordNoteRequest;
-use rkm_proto::v1::audit_service_client::AuditServiceClient;
 use serde::Serialize;
 
 use crate::connect::Target;
@@ -36,7 +36,7 @@ pub struct NoteReport {
 /// rkmd cannot be reached or refuses the note (empty, too long).
 pub async fn run(args: NoteArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
     let channel = target.connect().await?;
-    let response = AuditServiceClient::new(channel)
+    let response = stubs::audit(channel)
         .record_note(RecordNoteRequest {
             message: args.message,
             subject: args.subject.unwrap_or_default(),

@@ -2,13 +2,13 @@
 //! 9162 §2.1.3 inclusion proof checked against the latest checkpoint, whose
 //! signature is checked with the trusted audit key.
 
+use crate::connect::stubs;
 use std::fmt::Write as _;
 
 use rkm_proto::audit_entry::AuditEntry;
 use rkm_proto::checkpoint::VerifierKey;
 use rkm_proto::merkle::{Hash, leaf_hash, verify_inclusion};
 use rkm_proto::v1::GetInclusionProofRequest;
-use rkm_proto::v1::audit_service_client::AuditServiceClient;
 use serde::Serialize;
 
 use super::latest_checkpoint;
@@ -60,7 +60,7 @@ pub struct ProofReport {
 pub async fn run(args: &ProveArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
     let given = args.audit_key.clone();
     let channel = target.connect().await?;
-    let mut client = AuditServiceClient::new(channel);
+    let mut client = stubs::audit(channel);
     let log = trust_daemon_key(&mut client, given.as_ref().map(|key| (key, "--audit-key"))).await?;
     let (checkpoint, note) = latest_checkpoint(&mut client, &log).await?;
     let size = checkpoint.size();

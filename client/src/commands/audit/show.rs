@@ -2,6 +2,7 @@
 //! or from rkmd, filtered by ceremony, actor, action and time, as a table for
 //! people or JSON for programs. Streams: memory stays flat on any log size.
 
+use crate::connect::stubs;
 use std::fs::File;
 use std::io::{BufReader, Write as _};
 use std::path::PathBuf;
@@ -11,7 +12,6 @@ use anyhow::Context as _;
 use rkm_proto::audit_entry::AuditEntry;
 use rkm_proto::audit_file::{AuditFileReader, Record};
 use rkm_proto::v1::ListEntriesRequest;
-use rkm_proto::v1::audit_service_client::AuditServiceClient;
 use serde::Serialize;
 
 use super::{READ_BUFFER, file_error};
@@ -271,7 +271,7 @@ pub async fn run(args: ShowArgs, target: &Target, output: OutputFormat) -> anyho
         }
         None => {
             let channel = target.connect().await?;
-            let mut stream = AuditServiceClient::new(channel)
+            let mut stream = stubs::audit(channel)
                 .list_entries(ListEntriesRequest {
                     start: 0,
                     end: 0,

@@ -5,6 +5,7 @@
 //! ephemeral age key and sent with an Ed25519 signature over the ceremony,
 //! the digest, rkmd's fresh nonce and the share commitment.
 
+use crate::connect::stubs;
 use std::fmt::Write as _;
 
 use anyhow::Context as _;
@@ -14,7 +15,6 @@ use rkm_proto::custodian_card::parse_age_recipient;
 use rkm_proto::envelope;
 use rkm_proto::identity::CustodianIdentity;
 use rkm_proto::recovery_request::CeremonyKind;
-use rkm_proto::v1::recovery_service_client::RecoveryServiceClient;
 use rkm_proto::v1::{ApproveRequest, GetApprovalNonceRequest, RecoveryState, RecoverySummary};
 use serde::Serialize;
 use tonic::transport::Channel;
@@ -93,7 +93,7 @@ async fn custodian_view(
         custodian: identity.name().to_owned(),
     };
     get_recovery(
-        &mut RecoveryServiceClient::new(channel.clone()),
+        &mut stubs::recovery(channel.clone()),
         signed_request(channel, identity, method::GET_RECOVERY, request).await?,
     )
     .await
@@ -158,7 +158,7 @@ async fn fresh_nonce(
         custodian: identity.name().to_owned(),
     };
     let signed = signed_request(channel, identity, method::GET_APPROVAL_NONCE, request).await?;
-    let nonce = RecoveryServiceClient::new(channel.clone())
+    let nonce = stubs::recovery(channel.clone())
         .get_approval_nonce(signed)
         .await
         .rpc("asking rkmd for an approval nonce")?
@@ -239,7 +239,7 @@ pub async fn run(args: ApproveArgs, target: &Target, output: OutputFormat) -> an
     let signed = signed_request(&channel, &identity, method::APPROVE, request).await?;
     drop(identity);
 
-    let after = RecoveryServiceClient::new(channel)
+    let after = stubs::recovery(channel)
         .approve(signed)
         .await
         .rpc("sending your approval")?

@@ -3,6 +3,7 @@
 //! if one is there, and renames it to FILE once rkmd reports the bundle
 //! complete and the sizes agree (after an fsync of the file and its folder).
 
+use crate::connect::stubs;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -10,7 +11,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use indicatif::ProgressBar;
 use rkm_proto::artefact::header_lines_digest;
-use rkm_proto::v1::recovery_service_client::RecoveryServiceClient;
 use rkm_proto::v1::{CollectArtefactRequest, RecoveryState, RecoverySummary};
 use serde::Serialize;
 
@@ -232,7 +232,7 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
         );
     }
     let partial_path = partial_path(&file_path);
-    let mut client = RecoveryServiceClient::new(target.connect().await?);
+    let mut client = stubs::recovery(target.connect().await?);
     let summary = get_recovery(
         &mut client,
         rkm_proto::v1::GetRecoveryRequest {

@@ -7,11 +7,11 @@ pub mod approve;
 pub mod collect;
 pub mod open;
 
+use crate::connect::stubs;
 use std::fmt::Write as _;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use rkm_proto::v1::recovery_service_client::RecoveryServiceClient;
 use rkm_proto::v1::{CancelRecoveryRequest, ConfirmRecoveryRequest, ListRecoveriesRequest};
 
 use crate::connect::Target;
@@ -115,7 +115,7 @@ async fn list(args: ListArgs, target: &Target, output: OutputFormat) -> anyhow::
         |request, name| name.clone_into(&mut request.custodian),
     )
     .await?;
-    let all: Vec<RecoveryReport> = RecoveryServiceClient::new(channel)
+    let all: Vec<RecoveryReport> = stubs::recovery(channel)
         .list_recoveries(request)
         .await
         .rpc("listing recovery ceremonies")?
@@ -171,7 +171,7 @@ async fn show(args: &ShowArgs, target: &Target, output: OutputFormat) -> anyhow:
         |request, name| name.clone_into(&mut request.custodian),
     )
     .await?;
-    let summary = get_recovery(&mut RecoveryServiceClient::new(channel), request).await?;
+    let summary = get_recovery(&mut stubs::recovery(channel), request).await?;
     let (request, _) = checked_request(&summary)?;
     let report = RecoveryReport::new(&summary, Some(&request));
     match output {
@@ -181,7 +181,7 @@ async fn show(args: &ShowArgs, target: &Target, output: OutputFormat) -> anyhow:
 }
 
 async fn confirm(args: ConfirmArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
-    let mut client = RecoveryServiceClient::new(target.connect().await?);
+    let mut client = stubs::recovery(target.connect().await?);
     let summary = client
         .confirm_recovery(ConfirmRecoveryRequest {
             ceremony_id: args.ceremony_id,
@@ -202,7 +202,7 @@ async fn confirm(args: ConfirmArgs, target: &Target, output: OutputFormat) -> an
 }
 
 async fn cancel(args: CancelArgs, target: &Target, output: OutputFormat) -> anyhow::Result<()> {
-    let mut client = RecoveryServiceClient::new(target.connect().await?);
+    let mut client = stubs::recovery(target.connect().await?);
     let summary = client
         .cancel_recovery(CancelRecoveryRequest {
             ceremony_id: args.ceremony_id,
