@@ -106,6 +106,7 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
         ))),
         attestation_window_days: settings.keys.attestation_window_days,
         two_person_rule: settings.recovery.two_person_rule,
+        max_targets: settings.recovery.max_targets,
     };
     services
         .resume_signing()

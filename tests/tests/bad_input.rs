@@ -58,6 +58,44 @@ fn assert_nothing_opened(daemon: &Daemon) {
 }
 
 #[test]
+fn a_manifest_longer_than_recovery_max_targets_is_refused_at_the_first_device_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = with_key(dir.path());
+    daemon.stop_with("TERM").unwrap();
+    daemon.set_env("RKM_RECOVERY_MAX_TARGETS", "1000");
+    daemon.serve().unwrap();
+    let request = request_without_targets(dir.path());
+    let manifest = |count: usize| {
+        let file = dir.path().join(format!("devices-{count}.txt"));
+        let lines: String = (0..count).map(|i| format!("meter-{i}\n")).collect();
+        std::fs::write(&file, format!("# one district\n{lines}")).unwrap();
+        file
+    };
+    assert_fails(
+        &open_with_manifest(&daemon, &request, &manifest(1001)),
+        6,
+        &[
+            "manifest line 1002",
+            "more than 1000 devices",
+            "recovery.max_targets",
+            "split the devices over several recoveries",
+        ],
+        "a manifest of 1,001 devices with recovery.max_targets = 1000",
+    );
+    assert_nothing_opened(&daemon);
+    wait_for_audit_entry(&daemon, "recovery.open", "the refused request", |entry| {
+        entry["outcome"] == "refused"
+            && entry["details"]["reason"]
+                .as_str()
+                .is_some_and(|reason| reason.contains("more than 1000 devices"))
+    });
+    assert_ok(
+        &open_with_manifest(&daemon, &request, &manifest(1000)),
+        "a manifest of exactly 1,000 devices",
+    );
+}
+
+#[test]
 fn a_device_listed_twice_is_refused_naming_both_places_and_audited() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = with_key(dir.path());

@@ -69,12 +69,28 @@ impl AccessSettings {
 }
 
 /// The `[recovery]` settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecoverySettings {
     /// A recovery (not a drill) accepts approvals only once an operator
     /// other than the one who opened it confirms it.
     pub two_person_rule: bool,
+    /// Most devices one recovery may list; a longer manifest is refused at
+    /// the first device past it, before it is stored.
+    pub max_targets: u64,
+}
+
+/// Ten million: ten times the largest recovery benchmarked, and what the
+/// state directory of a default install holds with room to spare.
+pub const DEFAULT_MAX_TARGETS: u64 = 10_000_000;
+
+impl Default for RecoverySettings {
+    fn default() -> Self {
+        Self {
+            two_person_rule: false,
+            max_targets: DEFAULT_MAX_TARGETS,
+        }
+    }
 }
 
 /// Splits a list setting given in the environment: comma-separated.

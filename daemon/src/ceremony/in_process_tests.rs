@@ -67,6 +67,7 @@ async fn services(token: &SoftHsmToken, dir: &std::path::Path) -> Services {
         ))),
         attestation_window_days: 90,
         two_person_rule: false,
+        max_targets: crate::access::settings::DEFAULT_MAX_TARGETS,
     }
 }
 

@@ -41,6 +41,8 @@ pub struct Services {
     /// A recovery (not a drill) takes approvals only once a second operator
     /// has confirmed it (`recovery.two_person_rule`).
     pub(crate) two_person_rule: bool,
+    /// Most devices one recovery may list (`recovery.max_targets`).
+    pub(crate) max_targets: u64,
 }
 
 /// The current time as RFC 3339 UTC with seconds.

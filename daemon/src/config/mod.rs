@@ -313,6 +313,13 @@ impl Settings {
                         _ => return Err(invalid("expected true or false".to_owned())),
                     };
                 }
+                "recovery.max_targets" => {
+                    self.recovery.max_targets = value
+                        .parse()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| invalid("expected a whole number above 0".to_owned()))?;
+                }
                 "audit.origin" => self.audit.origin = value.clone(),
                 "audit.checkpoint_interval_ms" => {
                     self.audit.checkpoint_interval_ms =

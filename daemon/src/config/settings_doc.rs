@@ -102,6 +102,11 @@ pub const SETTINGS: &[SettingDoc] = &[
         help: "a second operator must confirm each recovery (not drills) [false]",
     },
     SettingDoc {
+        key: "recovery.max_targets",
+        env: "RKM_RECOVERY_MAX_TARGETS",
+        help: "most devices one recovery may list [10000000]",
+    },
+    SettingDoc {
         key: "audit.origin",
         env: "RKM_AUDIT_ORIGIN",
         help: "checkpoint origin and audit key name [rkm.local/audit]",

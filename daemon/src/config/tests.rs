@@ -24,6 +24,7 @@ fn example_config_parses_and_sets_every_section() {
     );
     assert_eq!(settings.access.operator, vec!["cn:rkm-operator".to_owned()]);
     assert!(!settings.recovery.two_person_rule);
+    assert_eq!(settings.recovery.max_targets, 10_000_000);
     assert_eq!(settings.log.format, LogFormat::Text);
     assert_eq!(settings.audit.checkpoint_interval_ms, 2000);
     assert_eq!(settings.store.max_size_mb, 0);
@@ -47,6 +48,7 @@ fn environment_overrides_the_file_for_every_setting() {
                 "RKM_ACCESS_LOCK_AFTER" => "4",
                 "RKM_ACCESS_LOCKOUT_SECONDS" => "9",
                 "RKM_RECOVERY_TWO_PERSON_RULE" => "true",
+                "RKM_RECOVERY_MAX_TARGETS" => "2000000",
                 "RKM_LISTEN_SOCKET_MODE" => "0660",
                 "RKM_LISTEN_SOCKET_GROUP" => "rkm-admins",
                 other => other,
@@ -71,6 +73,7 @@ fn environment_overrides_the_file_for_every_setting() {
     assert_eq!(settings.access.lock_after, 4);
     assert_eq!(settings.access.lockout_seconds, 9);
     assert!(settings.recovery.two_person_rule);
+    assert_eq!(settings.recovery.max_targets, 2_000_000);
     assert_eq!(settings.listen.socket_mode.bits(), 0o660);
     assert_eq!(
         settings.listen.socket_group,

@@ -193,6 +193,13 @@ impl Services {
         // (manifest line, device id); 0 for the request's own `targets`.
         let mut batch: Vec<(u64, String)> = Vec::with_capacity(TARGET_BATCH);
         let mut sequence: u64 = 0;
+        let max_targets = self.max_targets;
+        if parsed.targets.len() as u64 > max_targets {
+            return Err(CeremonyError::InvalidArgument(format!(
+                "the request's `targets` list {} devices, more than the {max_targets} one recovery takes (recovery.max_targets)",
+                parsed.targets.len()
+            )));
+        }
         for target in &parsed.targets {
             hasher
                 .push(target)
@@ -211,11 +218,11 @@ impl Services {
             };
             let mut lines = Vec::new();
             splitter.push(&chunk?, &mut lines).map_err(manifest_error)?;
-            hash_into_batch(&mut hasher, lines, &mut batch)?;
+            hash_into_batch(&mut hasher, lines, &mut batch, max_targets)?;
         }
         let mut lines = Vec::new();
         splitter.finish(&mut lines).map_err(manifest_error)?;
-        hash_into_batch(&mut hasher, lines, &mut batch)?;
+        hash_into_batch(&mut hasher, lines, &mut batch, max_targets)?;
         self.store_targets(ceremony_id, sequence, batch).await?;
         let targets = hasher.finish();
         if request.drill && targets.count != 0 {
@@ -298,8 +305,14 @@ fn hash_into_batch(
     hasher: &mut TargetsHasher,
     lines: Vec<(u64, String)>,
     batch: &mut Vec<(u64, String)>,
+    max_targets: u64,
 ) -> Result<(), CeremonyError> {
     for (line, id) in lines {
+        if hasher.count() >= max_targets {
+            return Err(CeremonyError::InvalidArgument(format!(
+                "manifest line {line}: the request lists more than {max_targets} devices, the most one recovery takes (recovery.max_targets); split the devices over several recoveries"
+            )));
+        }
         hasher.push(&id).map_err(manifest_error)?;
         batch.push((line, id));
     }
