@@ -659,7 +659,7 @@ fn key_create_refuses_bad_thresholds_and_custodian_lists() {
             "2",
             "alice,alice,bob",
             6,
-            &["\"alice\" is listed twice"],
+            &["\"alice\" is listed twice (entries 1 and 2 of the custodian list)"],
         ),
     ];
     for (what, label, k, names, code, needles) in refusals {

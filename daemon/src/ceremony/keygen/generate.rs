@@ -138,11 +138,12 @@ impl Services {
                 request.label
             )));
         }
-        let mut seen = std::collections::BTreeSet::new();
-        for name in &request.custodians {
-            if !seen.insert(name.as_str()) {
+        let mut seen = std::collections::BTreeMap::new();
+        for (position, name) in request.custodians.iter().enumerate() {
+            if let Some(first) = seen.insert(name.as_str(), position + 1) {
                 return Err(CeremonyError::InvalidArgument(format!(
-                    "custodian {name:?} is listed twice; each custodian holds one share"
+                    "custodian {name:?} is listed twice (entries {first} and {} of the custodian list); each custodian holds one share: remove one",
+                    position + 1
                 )));
             }
         }
