@@ -1511,3 +1511,89 @@ fn recovery_open_refuses_a_bad_manifest_line_and_approve_without_a_terminal_need
     );
     assert_eq!(setup.show(id)["approval_count"], 0);
 }
+
+#[test]
+fn two_collectors_to_one_file_never_mix_their_bytes_and_another_file_gets_its_own_copy() {
+    let setup = setup();
+    let id = setup.open_with_targets(20_000);
+    let collect = |file: &Path| {
+        setup.rkm(&[
+            "recovery",
+            "collect",
+            &id,
+            "-o",
+            path_str(file),
+            "--output",
+            "json",
+        ])
+    };
+
+    // A collector holds FILE.partial: another is refused at once and
+    // leaves the file as it was.
+    let held = setup.dir.path().join("held.rkma");
+    let held_partial = setup.dir.path().join("held.rkma.partial");
+    let holder = std::fs::File::create(&held_partial).unwrap();
+    holder.try_lock().unwrap();
+    std::fs::write(&held_partial, b"bytes of the first collector").unwrap();
+    assert_fails(
+        &collect(&held),
+        6,
+        &[
+            "another `rkm recovery collect` is writing",
+            "held.rkma.partial",
+            "collect to another file",
+        ],
+        "a second collector to a locked partial file",
+    );
+    assert_eq!(
+        std::fs::read(&held_partial).unwrap(),
+        b"bytes of the first collector"
+    );
+    drop(holder);
+
+    // Two collectors to one file while rkmd signs, and one to another file.
+    setup.approve_with(&id, &[0, 1, 2]);
+    let same = setup.dir.path().join("same.rkma");
+    let other = setup.dir.path().join("other.rkma");
+    let (first, second, third) = std::thread::scope(|scope| {
+        let first = scope.spawn(|| collect(&same));
+        let second = scope.spawn(|| collect(&same));
+        let third = scope.spawn(|| collect(&other));
+        (
+            first.join().unwrap(),
+            second.join().unwrap(),
+            third.join().unwrap(),
+        )
+    });
+    let succeeded = [&first, &second]
+        .iter()
+        .filter(|output| output.status.success())
+        .count();
+    assert_eq!(
+        succeeded,
+        1,
+        "exactly one collector to one file succeeds:\n{}\n{}",
+        text(&first.stderr),
+        text(&second.stderr)
+    );
+    let loser = if first.status.success() {
+        &second
+    } else {
+        &first
+    };
+    let said = text(&loser.stderr);
+    assert!(
+        said.contains("another `rkm recovery collect` is writing")
+            || said.contains("already exists"),
+        "{said}"
+    );
+    assert_ok(&third, "a collector to another file");
+    for file in [&same, &other] {
+        assert_ok(&setup.verify_artefact(file, &[]), "artefact verify");
+    }
+    assert_eq!(
+        std::fs::read(&same).unwrap(),
+        std::fs::read(&other).unwrap(),
+        "both files hold the one bundle"
+    );
+}

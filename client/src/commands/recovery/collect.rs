@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::connect::Target;
 use crate::exit::RpcResultExt as _;
 use crate::output::{OutputFormat, emit, print_json};
-use crate::recovery_ceremony::get_recovery;
+use crate::recovery_ceremony::{get_recovery, refused};
 use crate::ui::{Unit, progress_bar, recovery_state_name};
 
 /// Lines of a bundle before its first signed command (magic, header).
@@ -111,6 +111,43 @@ fn resume_point(partial: &Path) -> anyhow::Result<(u64, u64, Vec<u8>)> {
     Ok((resumed_from, lines, header_sha256))
 }
 
+/// FILE.partial opened for appending and locked for this collector alone:
+/// a second `rkm recovery collect` to the same file is refused at once
+/// instead of interleaving its bytes with these. The lock lasts until the
+/// file is renamed into place (or the process ends).
+fn lock_partial(partial: &Path) -> anyhow::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(partial)
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(refused(format!(
+                "another `rkm recovery collect` is writing {}; wait for it to finish, or collect to another file",
+                partial.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(error)) => {
+            return Err(error).with_context(|| format!("cannot lock {}", partial.display()));
+        }
+    }
+    // The collector that held the lock may have renamed the file into place
+    // between our open and our lock: then we hold a lock on FILE, not on a
+    // partial file.
+    use std::os::unix::fs::MetadataExt as _;
+    let locked = file.metadata()?;
+    let now = fs::metadata(partial).ok();
+    if now.is_none_or(|now| now.ino() != locked.ino() || now.dev() != locked.dev()) {
+        return Err(refused(format!(
+            "another `rkm recovery collect` finished {} while this one started; check the artefact it wrote",
+            partial.display()
+        )));
+    }
+    Ok(file)
+}
+
 /// Where the stream is written, and how far it has got.
 struct Partial<'a> {
     path: &'a Path,
@@ -163,17 +200,16 @@ impl Partial<'_> {
         Ok(())
     }
 
-    /// Flushes and syncs the file; returns the bytes it holds and how many
-    /// were discarded.
-    fn finish(self) -> anyhow::Result<(u64, u64)> {
+    /// Flushes and syncs the file; returns it (still locked), the bytes it
+    /// holds and how many were discarded.
+    fn finish(self) -> anyhow::Result<(File, u64, u64)> {
         let file = self
             .writer
             .into_inner()
             .map_err(|error| error.into_error())
             .and_then(|file| file.sync_all().map(|()| file))
             .with_context(|| format!("cannot write {}", self.path.display()))?;
-        drop(file);
-        Ok((self.offset, self.discarded))
+        Ok((file, self.offset, self.discarded))
     }
 }
 
@@ -241,6 +277,7 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
         },
     )
     .await?;
+    let file = lock_partial(&partial_path)?;
     let (resumed_from, lines, header_sha256) = resume_point(&partial_path)?;
     let mut stream = client
         .collect_artefact(CollectArtefactRequest {
@@ -251,11 +288,6 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
         .await
         .rpc("collecting the artefact")?
         .into_inner();
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&partial_path)
-        .with_context(|| format!("cannot write {}", partial_path.display()))?;
     let mut partial = Partial {
         path: &partial_path,
         writer: BufWriter::with_capacity(1 << 20, file),
@@ -281,7 +313,7 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
         partial.append(chunk.offset, &chunk.data, &args.ceremony_id, &bar)?;
         bar.set_position(commands(partial.lines));
     }
-    let (offset, discarded) = partial.finish()?;
+    let (locked, offset, discarded) = partial.finish()?;
     bar.finish_and_clear();
 
     let done = get_recovery(
@@ -293,6 +325,7 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
     )
     .await?;
     move_into_place(&done, offset, &partial_path, &file_path)?;
+    drop(locked);
     let report = CollectReport {
         ceremony_id: args.ceremony_id,
         file: file_path.display().to_string(),
