@@ -170,7 +170,7 @@ impl Row {
         let mut rates: Vec<f64> = self.samples.iter().map(|m| m.per_second()).collect();
         rates.sort_by(f64::total_cmp);
         let middle = rates.len() / 2;
-        if rates.len() % 2 == 0 {
+        if rates.len().is_multiple_of(2) {
             (rates[middle - 1] + rates[middle]) / 2.0
         } else {
             rates[middle]

@@ -51,11 +51,13 @@ fn check_time(text: &str) {
     }
     // humantime reads `…Z` times from 1970 on, with or without a fraction;
     // it counts a leap second (:60) differently, so those are left out.
-    if text.ends_with('Z') && text.get(17..19) != Some("60") && unix >= 0 {
-        if let Ok(time) = humantime::parse_rfc3339(text) {
-            let secs = time.duration_since(UNIX_EPOCH).unwrap().as_secs();
-            assert_eq!(secs as i64, unix, "{text}");
-        }
+    if text.ends_with('Z')
+        && text.get(17..19) != Some("60")
+        && unix >= 0
+        && let Ok(time) = humantime::parse_rfc3339(text)
+    {
+        let secs = time.duration_since(UNIX_EPOCH).unwrap().as_secs();
+        assert_eq!(secs as i64, unix, "{text}");
     }
 }
 
@@ -186,13 +188,12 @@ proptest! {
             (spki.clone(), mutated.get(..64).and_then(|s| s.try_into().ok()).unwrap_or(signature))
         };
         check_keys(&spki2);
-        if let Ok(verifier) = CommandVerifier::from_spki(&spki2) {
-            if verifier.verify_command(&[0; 32], 0, "d", &signature2).is_ok() {
+        if let Ok(verifier) = CommandVerifier::from_spki(&spki2)
+            && verifier.verify_command(&[0; 32], 0, "d", &signature2).is_ok() {
                 prop_assert_eq!(signature2, signature);
                 let original = p256::PublicKey::from_public_key_der(&spki).unwrap();
                 let parsed = p256::PublicKey::from_public_key_der(&spki2).unwrap();
                 prop_assert_eq!(parsed, original);
             }
-        }
     }
 }

@@ -105,21 +105,21 @@ pub fn check_fresh(dir: &Path) -> anyhow::Result<()> {
             .iter()
             .filter_map(|source| newest_file(&root.join(source)))
             .max_by_key(|(time, _)| *time);
-        if let Some((changed, source)) = newest {
-            if changed > built {
-                // A lock change that concerns only tests or benches does not
-                // relink the binaries; say so rather than refuse without a way out.
-                let lock_only = if source.ends_with("Cargo.lock") {
-                    "; if cargo then builds nothing, the lock's change does not concern them: `touch` them"
-                } else {
-                    ""
-                };
-                bail!(
-                    "{} is older than {}: {HOW_TO_BUILD}{lock_only}",
-                    binary.display(),
-                    source.display()
-                );
-            }
+        if let Some((changed, source)) = newest
+            && changed > built
+        {
+            // A lock change that concerns only tests or benches does not
+            // relink the binaries; say so rather than refuse without a way out.
+            let lock_only = if source.ends_with("Cargo.lock") {
+                "; if cargo then builds nothing, the lock's change does not concern them: `touch` them"
+            } else {
+                ""
+            };
+            bail!(
+                "{} is older than {}: {HOW_TO_BUILD}{lock_only}",
+                binary.display(),
+                source.display()
+            );
         }
     }
     Ok(())
@@ -148,10 +148,10 @@ fn newest_file(path: &Path) -> Option<(SystemTime, PathBuf)> {
                     .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
                     .map(|entry| entry.path()),
             );
-        } else if let Ok(time) = metadata.modified() {
-            if newest.as_ref().is_none_or(|(newest, _)| time > *newest) {
-                newest = Some((time, path));
-            }
+        } else if let Ok(time) = metadata.modified()
+            && newest.as_ref().is_none_or(|(newest, _)| time > *newest)
+        {
+            newest = Some((time, path));
         }
     }
     newest

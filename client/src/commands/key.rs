@@ -145,17 +145,16 @@ async fn import(
     // rkmd checks the record too, and audits the refusal; a record that
     // does not verify here either is a verification failure (exit 7) of
     // this file, not a permission matter.
-    if let Err(status) = &key {
-        if let Err(error) = SignedKeyRecord::from_file(&text)
+    if let Err(status) = &key
+        && let Err(error) = SignedKeyRecord::from_file(&text)
             .and_then(|signed| signed.verify(&args.record_audit_key))
-        {
-            return Err(VerificationFailed::error(format!(
-                "the key record {} does not verify with audit key {}: {error}; rkmd refused it too ({}). Check that --record-audit-key is the audit key of the rkmd that made the key, and that the file is a custodian's copy, unaltered",
-                args.record_file.display(),
-                args.record_audit_key,
-                status.message()
-            )));
-        }
+    {
+        return Err(VerificationFailed::error(format!(
+            "the key record {} does not verify with audit key {}: {error}; rkmd refused it too ({}). Check that --record-audit-key is the audit key of the rkmd that made the key, and that the file is a custodian's copy, unaltered",
+            args.record_file.display(),
+            args.record_audit_key,
+            status.message()
+        )));
     }
     let key = key
         .rpc("importing the key")?

@@ -74,7 +74,7 @@ pub fn generate(path: &Path, entries: u64, every: u64) -> Result<VerifierKey> {
         let bytes = entry(index).encode()?;
         writer.entry(index, &bytes)?;
         frontier.append(leaf_hash(&bytes))?;
-        if frontier.size() % every == 0 || frontier.size() == entries {
+        if frontier.size().is_multiple_of(every) || frontier.size() == entries {
             let body = Checkpoint::new(ORIGIN, frontier.size(), frontier.root(), vec![])?.to_body();
             let signature = key.sign(signed_message(&body));
             let note = format_signed_note(&body, ORIGIN, verifier.key_id(), &signature.to_bytes())?;

@@ -35,10 +35,10 @@ impl AuditLog {
             let tree = self.tree.lock().unwrap_or_else(|e| e.into_inner());
             (tree.frontier.size(), tree.frontier.root())
         };
-        if let Some(latest) = self.latest_checkpoint().await? {
-            if latest.size == size {
-                return Ok(latest);
-            }
+        if let Some(latest) = self.latest_checkpoint().await?
+            && latest.size == size
+        {
+            return Ok(latest);
         }
         let body = Checkpoint::new(self.origin.clone(), size, root, Vec::new())
             .map_err(|e| AuditError::Tree(e.to_string()))?

@@ -509,10 +509,10 @@ impl Drop for Inner {
                 tracing::error!("an HSM worker panicked");
             }
         }
-        if let Some(pkcs11) = self.pkcs11.take() {
-            if let Err(error) = pkcs11.finalize() {
-                tracing::warn!(%error, "C_Finalize failed at shutdown");
-            }
+        if let Some(pkcs11) = self.pkcs11.take()
+            && let Err(error) = pkcs11.finalize()
+        {
+            tracing::warn!(%error, "C_Finalize failed at shutdown");
         }
     }
 }

@@ -96,10 +96,10 @@ impl Worker {
         while let Ok(job) = jobs.recv() {
             job(&mut self);
         }
-        if let Some(session) = self.session.take() {
-            if let Err(error) = session.close() {
-                tracing::debug!(%error, "closing HSM session at shutdown");
-            }
+        if let Some(session) = self.session.take()
+            && let Err(error) = session.close()
+        {
+            tracing::debug!(%error, "closing HSM session at shutdown");
         }
     }
 }

@@ -213,10 +213,10 @@ impl AuthorityRewriter {
                 return Err(RewriteError::HeaderBlockTooLarge);
             }
         }
-        if flags & END_HEADERS != 0 {
-            if let Some(block) = self.pending.take() {
-                self.rewrite(&block)?;
-            }
+        if flags & END_HEADERS != 0
+            && let Some(block) = self.pending.take()
+        {
+            self.rewrite(&block)?;
         }
         Ok(true)
     }

@@ -376,7 +376,7 @@ impl KeyRecord {
                 "it is not a DER SubjectPublicKeyInfo of a P-256 public key",
             )
         })?;
-        if self.wrapped_key.len() < 16 || self.wrapped_key.len() % 8 != 0 {
+        if self.wrapped_key.len() < 16 || !self.wrapped_key.len().is_multiple_of(8) {
             return Err(invalid(
                 "wrapped_key",
                 "an RFC 5649 wrapped key is a multiple of 8 bytes and at least 16",

@@ -103,7 +103,7 @@ pub(crate) fn print(results: &Results) {
     let per_run_ratios = ratios.clone();
     ratios.sort_by(f64::total_cmp);
     let middle = ratios.len() / 2;
-    let ratio = if ratios.len() % 2 == 0 {
+    let ratio = if ratios.len().is_multiple_of(2) {
         (ratios[middle - 1] + ratios[middle]) / 2.0
     } else {
         ratios[middle]

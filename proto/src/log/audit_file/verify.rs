@@ -273,7 +273,7 @@ pub fn verify<R: BufRead>(
             }
         }
         records += 1;
-        if records % PROGRESS_EVERY == 0 {
+        if records.is_multiple_of(PROGRESS_EVERY) {
             progress(file.bytes_read());
         }
     }

@@ -83,10 +83,10 @@ impl SignatureChecks<'_> {
     }
 
     fn flush(&mut self) {
-        if let Some(threads) = &self.threads {
-            if !self.batch.is_empty() {
-                let _ = threads.send(std::mem::take(&mut self.batch));
-            }
+        if let Some(threads) = &self.threads
+            && !self.batch.is_empty()
+        {
+            let _ = threads.send(std::mem::take(&mut self.batch));
         }
     }
 }
