@@ -286,8 +286,9 @@ async fn routes(
 }
 
 /// Expires ceremonies whose time is up, once a second, so held shares and
-/// envelopes do not outlive their window even when nobody looks; and
-/// records the bursts of refusals whose window closed.
+/// envelopes do not outlive their window even when nobody looks; records
+/// the bursts of refusals whose window closed; and rewrites the space
+/// reserve once there is room again.
 fn spawn_expiry_sweeper(
     services: Services,
     guard: Arc<Guard>,
@@ -302,6 +303,9 @@ fn spawn_expiry_sweeper(
             services.expire_due().await;
             services.expire_key_generations().await;
             guard.flush_bursts(false).await;
+            // Space freed since the reserve was released: take it back.
+            let space = services.store.space();
+            let _ = tokio::task::spawn_blocking(move || space.ensure_reserve()).await;
         }
     })
 }

@@ -20,7 +20,11 @@ const AUDIT_PUBLIC_KEY: &str = "audit_public_key";
 pub async fn open(settings: &Settings) -> Result<(Store, Hsm), DaemonError> {
     settings.validate()?;
     let pin = settings.read_pin()?;
-    let store = Store::open_with_limit(&settings.state_dir, settings.store.max_size_mb)?;
+    let store = Store::open_with_limits(
+        &settings.state_dir,
+        settings.store.max_size_mb,
+        settings.store.min_free_mb,
+    )?;
     let config = HsmConfig {
         module: settings.hsm.module.clone(),
         token_label: settings.hsm.token_label.clone(),

@@ -28,6 +28,8 @@ pub struct Daemon {
     /// Everything `rkm` wrote (stdout and stderr) in this fixture's runs,
     /// for the tests that no secret reaches the client's output.
     transcript: std::sync::Mutex<Transcript>,
+    /// The state directory's own filesystem, if it has one.
+    mounted: Option<PathBuf>,
 }
 
 /// The client's output, kept up to [`MAX_TRANSCRIPT`] bytes.
@@ -51,6 +53,7 @@ pub const STAFF_CLIENT: &str = "rkm-staff";
 pub struct DaemonBuilder {
     workers: Option<usize>,
     tls: bool,
+    state_filesystem_mb: Option<u64>,
 }
 
 impl DaemonBuilder {
@@ -66,6 +69,14 @@ impl DaemonBuilder {
     /// [`STAFF_CLIENT`] certificate.
     pub fn tls(mut self) -> Self {
         self.tls = true;
+        self
+    }
+
+    /// Puts the state directory on its own tmpfs of `mb` MiB, for the tests
+    /// of a full disk (real ENOSPC). Needs root, as CI runs; unmounted when
+    /// the fixture is dropped.
+    pub fn state_filesystem_mb(mut self, mb: u64) -> Self {
+        self.state_filesystem_mb = Some(mb);
         self
     }
 
@@ -92,6 +103,10 @@ impl DaemonBuilder {
     pub fn uninitialised(self) -> anyhow::Result<Daemon> {
         let token = SoftHsmToken::create("rkm")?;
         let state = tempfile::Builder::new().prefix("rkm-state-").tempdir()?;
+        let mounted = match self.state_filesystem_mb {
+            Some(mb) => Some(mount_tmpfs(&state.path().join("state"), mb)?),
+            None => None,
+        };
         let mut env = vec![
             (
                 "SOFTHSM2_CONF".to_owned(),
@@ -147,6 +162,7 @@ impl DaemonBuilder {
             pki,
             endpoint: None,
             transcript: std::sync::Mutex::default(),
+            mounted,
         })
     }
 }
@@ -173,6 +189,30 @@ pub fn make_dev_pki(dir: &Path, extra_clients: &[&str]) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Mounts a tmpfs of `mb` MiB at `dir` (created).
+fn mount_tmpfs(dir: &Path, mb: u64) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let mounted = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={mb}m,mode=0700"),
+            "tmpfs",
+        ])
+        .arg(dir)
+        .output()
+        .context("running mount")?;
+    if !mounted.status.success() {
+        bail!(
+            "cannot mount a {mb} MiB tmpfs at {} (the full-disk tests need root, as CI has): {}",
+            dir.display(),
+            String::from_utf8_lossy(&mounted.stderr)
+        );
+    }
+    Ok(dir.to_owned())
 }
 
 fn path_string(path: &Path) -> String {
@@ -458,6 +498,9 @@ impl Drop for Daemon {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if let Some(dir) = self.mounted.take() {
+            let _ = Command::new("umount").arg("-l").arg(&dir).output();
         }
     }
 }

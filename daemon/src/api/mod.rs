@@ -40,12 +40,21 @@ pub fn hsm_status(error: HsmError) -> Status {
 /// Maps a store error to a status; the detail stays in the log.
 pub fn store_status(error: StoreError) -> Status {
     tracing::error!(%error, "store operation failed");
+    if error.is_disk_full() {
+        return Status::unavailable(
+            "rkmd's state directory is full (the database could not grow): nothing of the action was kept; free disk space there, then retry",
+        );
+    }
     Status::internal("the daemon's store failed; see the rkmd log")
 }
 
 /// Maps an audit error to a status.
 pub fn audit_status(error: AuditError) -> Status {
     match error {
+        AuditError::NoSpace(_) => {
+            tracing::warn!(%error, "an action was refused for want of space");
+            Status::unavailable(error.to_string())
+        }
         AuditError::NotDurable(_) | AuditError::ShutDown => {
             tracing::error!(%error, "audit log refused an action");
             Status::unavailable(error.to_string())
@@ -91,6 +100,7 @@ pub fn ceremony_status(error: CeremonyError) -> Status {
             Status::failed_precondition(error.to_string())
         }
         CeremonyError::PermissionDenied(_) => Status::permission_denied(error.to_string()),
+        CeremonyError::NoSpace(_) => Status::unavailable(error.to_string()),
         CeremonyError::Hsm(error) => hsm_status(error),
         CeremonyError::Audit(error) => audit_status(error),
         CeremonyError::Store(error) => store_status(error),

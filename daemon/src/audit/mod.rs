@@ -25,6 +25,10 @@ use crate::hsm::{AuditKey, Hsm, HsmError};
 use crate::store::{Store, StoreError};
 use writer::{Append, AppendError, TreeState, Writer};
 
+/// Free space an action's entry (and its share of a checkpoint) is given,
+/// on top of `store.min_free_mb`.
+const ENTRY_ROOM: u64 = 64 * 1024;
+
 /// Appends that may wait for the writer before callers wait for room.
 const QUEUE_DEPTH: usize = 4096;
 
@@ -35,6 +39,9 @@ pub enum AuditError {
         "the audit entry could not be written durably ({0}); the action was refused and nothing of it took effect — free disk space or fix the store, then retry"
     )]
     NotDurable(String),
+    /// The action was refused before it started: too little free space.
+    #[error(transparent)]
+    NoSpace(#[from] crate::store::space::NoSpace),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -218,6 +225,7 @@ impl AuditLog {
             tree: tree.clone(),
             appended: appended.clone(),
             max_batch: config.max_batch.max(1),
+            space: store.space(),
         };
         std::thread::Builder::new()
             .name("audit-writer".to_owned())
@@ -292,6 +300,22 @@ impl AuditLog {
         event: Event,
         change: Option<writer::Change>,
     ) -> Result<u64, AppendError> {
+        // Actions that take effect need room; refusals and failures are
+        // recorded down to the reserve, so the log says what was refused.
+        if event.outcome == Outcome::Ok
+            && let Err(no_space) = self.store.space().check(ENTRY_ROOM, "the action")
+        {
+            let refused = event
+                .with_outcome(Outcome::Refused)
+                .detail("reason", no_space.to_string());
+            if let Err(error) = Box::pin(self.submit(refused, None)).await
+                && let AppendError::Audit(error) = error
+            {
+                tracing::error!(%error, "could not record a refusal for want of space");
+            }
+            return Err(AuditError::from(no_space).into());
+        }
+        let records_a_refusal = event.outcome != Outcome::Ok;
         let (entry, subject) = event.encode().map_err(AppendError::Audit)?;
         let (reply, answer) = oneshot::channel();
         self.appends
@@ -299,6 +323,7 @@ impl AuditLog {
                 entry,
                 subject,
                 change,
+                records_a_refusal,
                 reply,
             })
             .await

@@ -47,6 +47,8 @@ pub struct Append {
     pub entry: Vec<u8>,
     pub subject: String,
     pub change: Option<Change>,
+    /// Records a refusal or a failure: may use the space reserve.
+    pub records_a_refusal: bool,
     pub reply: Reply,
 }
 
@@ -61,6 +63,7 @@ pub struct Writer {
     pub tree: Arc<Mutex<TreeState>>,
     pub appended: Arc<Notify>,
     pub max_batch: usize,
+    pub space: Arc<crate::store::space::Space>,
 }
 
 impl Writer {
@@ -78,6 +81,9 @@ impl Writer {
     }
 
     fn write_batch(&self, batch: Vec<Append>) {
+        if batch.iter().any(|append| append.records_a_refusal) {
+            self.space.release_if_nearly_full();
+        }
         let start = self
             .tree
             .lock()

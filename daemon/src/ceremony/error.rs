@@ -29,6 +29,9 @@ pub enum CeremonyError {
     },
     #[error("{0}")]
     PermissionDenied(String),
+    /// Refused in advance: what it would write does not fit.
+    #[error(transparent)]
+    NoSpace(#[from] crate::store::space::NoSpace),
     #[error(transparent)]
     Hsm(#[from] HsmError),
     #[error(transparent)]
@@ -47,7 +50,8 @@ impl CeremonyError {
             | CeremonyError::NotFound { .. }
             | CeremonyError::FailedPrecondition(_)
             | CeremonyError::NoLongerIn { .. }
-            | CeremonyError::PermissionDenied(_) => Outcome::Refused,
+            | CeremonyError::PermissionDenied(_)
+            | CeremonyError::NoSpace(_) => Outcome::Refused,
             _ => Outcome::Failed,
         }
     }

@@ -80,6 +80,14 @@ impl Services {
     pub async fn run_quorum(self, ceremony_id: String) {
         if let Err(error) = self.sign_recovery(&ceremony_id).await {
             tracing::error!(%error, ceremony = %ceremony_id, "recovery signing failed");
+            // A half-written bundle must not be taken for whole, and on a
+            // full disk its space is what the failure's record needs.
+            if let Ok(path) = self.artefact_path(&ceremony_id)
+                && let Err(remove_error) = std::fs::remove_file(&path)
+                && remove_error.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::error!(%remove_error, path = %path.display(), "could not remove the failed artefact");
+            }
             let event = Event::ok("rkmd", action::RECOVERY_FAIL)
                 .subject(ceremony_id.clone())
                 .with_outcome(rkm_proto::audit_entry::Outcome::Failed)
@@ -408,6 +416,7 @@ impl Services {
         // A blocking writer thread takes signed lines in order; the bounded
         // channel is the back-pressure between HSM signing and the disk.
         let path = self.artefact_path(&summary.ceremony_id)?;
+        let written_path = path.clone();
         let in_flight = self.hsm.worker_count() * BATCHES_IN_FLIGHT_PER_WORKER;
         let (lines, mut queue) = mpsc::channel::<SignedBatch>(in_flight);
         let flushed = self.artefact_flushed_waker(&summary.ceremony_id);
@@ -479,10 +488,13 @@ impl Services {
         let read = reader
             .await
             .map_err(|_| CeremonyError::Internal("the target reader failed".to_owned()))?;
+        // The writer's own error first: the signing loop only sees that it
+        // stopped.
+        let size = written.map_err(|error| {
+            self.artefact_write_failed(&written_path, summary.target_count, &error)
+        })?;
         result?;
         read?;
-        let size = written
-            .map_err(|e| CeremonyError::Internal(format!("writing the artefact failed: {e}")))?;
         if signed != summary.target_count {
             return Err(CeremonyError::Internal(format!(
                 "signed {signed} commands for {} targets",
@@ -490,6 +502,38 @@ impl Services {
             )));
         }
         Ok((signed, size))
+    }
+
+    /// Why writing the artefact at `path` failed, in words that name the
+    /// cause (a full disk with its numbers) and the way forward.
+    fn artefact_write_failed(
+        &self,
+        path: &std::path::Path,
+        commands: u64,
+        error: &std::io::Error,
+    ) -> CeremonyError {
+        let full = matches!(
+            error.raw_os_error(),
+            Some(code) if code == rustix::io::Errno::NOSPC.raw_os_error()
+                || code == rustix::io::Errno::DQUOT.raw_os_error()
+        );
+        if full {
+            let free = self.store.space().free().unwrap_or(0);
+            let written = std::fs::metadata(path).map_or(0, |m| m.len());
+            // Device ids average well under 32 bytes in any real manifest.
+            let needed = super::recovery::artefact_size_bound(commands, commands * 32, 0);
+            return CeremonyError::Internal(format!(
+                "writing the artefact {} failed: the disk is full ({error}) after {} KiB of the about {} KiB that {commands} commands need, {} KiB free. The ceremony failed and its held shares were destroyed; free space in the state directory, then open the recovery again",
+                path.display(),
+                written / 1024,
+                needed / 1024,
+                free / 1024
+            ));
+        }
+        CeremonyError::Internal(format!(
+            "writing the artefact {} failed: {error}",
+            path.display()
+        ))
     }
 
     /// Reads the ceremony's targets in manifest order, a page at a time,

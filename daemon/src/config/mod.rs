@@ -97,13 +97,26 @@ impl Default for KeySettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
     /// Largest size of the database in MiB (0: no limit). At the limit every
     /// state-changing action is refused, because its audit entry cannot be
     /// written.
     pub max_size_mb: u64,
+    /// Free space in MiB the state directory keeps: below it state-changing
+    /// actions (and artefacts that would not fit) are refused in advance;
+    /// refusals and failures are still recorded.
+    pub min_free_mb: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            max_size_mb: 0,
+            min_free_mb: 64,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -337,6 +350,9 @@ impl Settings {
                         value.parse().ok().filter(|days| *days > 0).ok_or_else(|| {
                             invalid("expected a whole number of days above 0".to_owned())
                         })?;
+                }
+                "store.min_free_mb" => {
+                    self.store.min_free_mb = value.parse().map_err(|e| invalid(format!("{e}")))?;
                 }
                 "store.max_size_mb" => {
                     self.store.max_size_mb = value.parse().map_err(|e| invalid(format!("{e}")))?;

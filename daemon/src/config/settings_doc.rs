@@ -127,6 +127,11 @@ pub const SETTINGS: &[SettingDoc] = &[
         help: "database size limit in MiB; at it, actions are refused [0: none]",
     },
     SettingDoc {
+        key: "store.min_free_mb",
+        env: "RKM_STORE_MIN_FREE_MB",
+        help: "free MiB the state directory keeps; below it actions are refused [64]",
+    },
+    SettingDoc {
         key: "keys.attestation_window_days",
         env: "RKM_KEYS_ATTESTATION_WINDOW_DAYS",
         help: "days a custodian's share attestation counts as recent [90]",

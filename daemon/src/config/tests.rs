@@ -43,6 +43,7 @@ fn environment_overrides_the_file_for_every_setting() {
                 "RKM_AUDIT_CHECKPOINT_INTERVAL_MS" => "500",
                 "RKM_AUDIT_MAX_BATCH" => "8",
                 "RKM_STORE_MAX_SIZE_MB" => "64",
+                "RKM_STORE_MIN_FREE_MB" => "5",
                 "RKM_KEYS_ATTESTATION_WINDOW_DAYS" => "30",
                 "RKM_ACCESS_OPERATOR" => "cn:a, uid:7",
                 "RKM_ACCESS_LOCK_AFTER" => "4",
@@ -65,6 +66,7 @@ fn environment_overrides_the_file_for_every_setting() {
     assert_eq!(settings.audit.checkpoint_interval_ms, 500);
     assert_eq!(settings.audit.max_batch, 8);
     assert_eq!(settings.store.max_size_mb, 64);
+    assert_eq!(settings.store.min_free_mb, 5);
     assert_eq!(settings.keys.attestation_window_days, 30);
     assert_eq!(
         settings.access.operator,

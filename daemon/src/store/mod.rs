@@ -9,6 +9,7 @@ pub mod keys;
 mod migrations;
 pub mod notices;
 pub mod recoveries;
+pub mod space;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,20 @@ pub enum StoreError {
     Worker,
     #[error("invalid value for the store: {0}")]
     Invalid(String),
+}
+
+impl StoreError {
+    /// SQLite found the disk (or its size limit) full.
+    pub fn is_disk_full(&self) -> bool {
+        let sqlite = match self {
+            StoreError::Sqlite(error) | StoreError::Open { source: error, .. } => error,
+            _ => return false,
+        };
+        matches!(
+            sqlite.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DiskFull)
+        )
+    }
 }
 
 /// One transaction (or savepoint) of the store, handed to the typed
@@ -99,6 +114,7 @@ pub fn insert_meta(tx: &mut Tx<'_>, key: &str, value: &[u8]) -> Result<(), Store
 pub struct Store {
     connection: Arc<Mutex<Connection>>,
     path: PathBuf,
+    space: Arc<space::Space>,
     _lock: Arc<File>,
 }
 
@@ -123,6 +139,19 @@ impl Store {
     /// # Errors
     /// As [`Store::open`].
     pub fn open_with_limit(state_dir: &Path, max_size_mb: u64) -> Result<Self, StoreError> {
+        Self::open_with_limits(state_dir, max_size_mb, 0)
+    }
+
+    /// Like [`Store::open_with_limit`], also keeping `min_free_mb` MiB free
+    /// in the state directory ([`space::Space`]).
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_with_limits(
+        state_dir: &Path,
+        max_size_mb: u64,
+        min_free_mb: u64,
+    ) -> Result<Self, StoreError> {
         let dir_error = |source| StoreError::StateDir {
             path: state_dir.to_owned(),
             source,
@@ -174,6 +203,7 @@ impl Store {
         Ok(Self {
             connection: Arc::new(Mutex::new(connection)),
             path,
+            space: Arc::new(space::Space::new(state_dir, min_free_mb)),
             _lock: Arc::new(lock),
         })
     }
@@ -181,6 +211,11 @@ impl Store {
     /// The one connection, for the audit writer (the store's one writer).
     pub(crate) fn connection(&self) -> Arc<Mutex<Connection>> {
         self.connection.clone()
+    }
+
+    /// The state directory's free space.
+    pub fn space(&self) -> Arc<space::Space> {
+        self.space.clone()
     }
 
     /// Path of the database file.

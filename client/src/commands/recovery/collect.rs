@@ -277,17 +277,27 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
         },
     )
     .await?;
+    let created = !partial_path.exists();
     let file = lock_partial(&partial_path)?;
     let (resumed_from, lines, header_sha256) = resume_point(&partial_path)?;
-    let mut stream = client
+    let stream = client
         .collect_artefact(CollectArtefactRequest {
             ceremony_id: args.ceremony_id.clone(),
             offset: resumed_from,
             header_sha256,
         })
         .await
-        .rpc("collecting the artefact")?
-        .into_inner();
+        .rpc("collecting the artefact");
+    let mut stream = match stream {
+        Ok(stream) => stream.into_inner(),
+        Err(error) => {
+            // Refused before a byte arrived: leave no empty partial file.
+            if created && resumed_from == 0 {
+                let _ = fs::remove_file(&partial_path);
+            }
+            return Err(error);
+        }
+    };
     let mut partial = Partial {
         path: &partial_path,
         writer: BufWriter::with_capacity(1 << 20, file),

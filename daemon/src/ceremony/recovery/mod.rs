@@ -27,6 +27,7 @@ pub use crate::store::approvals::ApprovalRow;
 use crate::store::{self, recoveries::RecoveryRow};
 pub use approval::ApprovalSubmission;
 pub use open::OpenRequest;
+pub(crate) use open::artefact_size_bound;
 pub use runtime::RecoveryRuntime;
 
 /// A recovery ceremony.

@@ -194,6 +194,7 @@ impl Services {
         let mut batch: Vec<(u64, String)> = Vec::with_capacity(TARGET_BATCH);
         let mut sequence: u64 = 0;
         let max_targets = self.max_targets;
+        let mut device_bytes: u64 = parsed.targets.iter().map(|t| t.len() as u64).sum();
         if parsed.targets.len() as u64 > max_targets {
             return Err(CeremonyError::InvalidArgument(format!(
                 "the request's `targets` list {} devices, more than the {max_targets} one recovery takes (recovery.max_targets)",
@@ -218,11 +219,23 @@ impl Services {
             };
             let mut lines = Vec::new();
             splitter.push(&chunk?, &mut lines).map_err(manifest_error)?;
-            hash_into_batch(&mut hasher, lines, &mut batch, max_targets)?;
+            hash_into_batch(
+                &mut hasher,
+                lines,
+                &mut batch,
+                max_targets,
+                &mut device_bytes,
+            )?;
         }
         let mut lines = Vec::new();
         splitter.finish(&mut lines).map_err(manifest_error)?;
-        hash_into_batch(&mut hasher, lines, &mut batch, max_targets)?;
+        hash_into_batch(
+            &mut hasher,
+            lines,
+            &mut batch,
+            max_targets,
+            &mut device_bytes,
+        )?;
         self.store_targets(ceremony_id, sequence, batch).await?;
         let targets = hasher.finish();
         if request.drill && targets.count != 0 {
@@ -250,6 +263,11 @@ impl Services {
             &request.justification,
         )
         .map_err(|e| CeremonyError::InvalidArgument(format!("the request is not valid: {e}")))?;
+        let count = canonical.targets.count;
+        self.store.space().check(
+            artefact_size_bound(count, device_bytes, canonical.encode().len()),
+            &format!("the artefact of {count} commands"),
+        )?;
         Ok((key, canonical))
     }
 
@@ -306,8 +324,10 @@ fn hash_into_batch(
     lines: Vec<(u64, String)>,
     batch: &mut Vec<(u64, String)>,
     max_targets: u64,
+    device_bytes: &mut u64,
 ) -> Result<(), CeremonyError> {
     for (line, id) in lines {
+        *device_bytes += id.len() as u64;
         if hasher.count() >= max_targets {
             return Err(CeremonyError::InvalidArgument(format!(
                 "manifest line {line}: the request lists more than {max_targets} devices, the most one recovery takes (recovery.max_targets); split the devices over several recoveries"
@@ -317,6 +337,15 @@ fn hash_into_batch(
         batch.push((line, id));
     }
     Ok(())
+}
+
+/// At most how large the artefact of `count` commands to devices whose ids
+/// total `device_bytes` is: each record is `S SEQUENCE DEVICE SIGNATURE\n`
+/// (128 hex digits of signature, at most 20 of sequence); the header holds
+/// the canonical request and the key record, a few KiB besides.
+pub(crate) fn artefact_size_bound(count: u64, device_bytes: u64, canonical_len: usize) -> u64 {
+    const RECORD_OVERHEAD: u64 = 2 + 20 + 1 + 1 + 128 + 1;
+    count * RECORD_OVERHEAD + device_bytes + 2 * canonical_len as u64 + 64 * 1024
 }
 
 #[cfg(test)]
