@@ -35,7 +35,9 @@ pub fn classify(error: &anyhow::Error) -> Exit {
         if cause.downcast_ref::<SocketDenied>().is_some() {
             return Exit::PermissionDenied;
         }
-        if cause.downcast_ref::<ConnectError>().is_some() {
+        if cause.downcast_ref::<ConnectError>().is_some()
+            || cause.downcast_ref::<NotServing>().is_some()
+        {
             return Exit::Unavailable;
         }
         if let Some(RpcError(status)) = cause.downcast_ref::<RpcError>() {
@@ -64,6 +66,19 @@ impl VerificationFailed {
     /// An `anyhow` error that exits with code 7 and says `message`.
     pub fn error(message: impl Into<String>) -> anyhow::Error {
         anyhow::Error::new(VerificationFailed(message.into()))
+    }
+}
+
+/// rkmd answered but cannot serve what it is for (its HSM is failing).
+/// Ends the command with [`Exit::Unavailable`] (3).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotServing(pub String);
+
+impl NotServing {
+    /// An `anyhow` error that exits with code 3 and says `message`.
+    pub fn error(message: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(NotServing(message.into()))
     }
 }
 

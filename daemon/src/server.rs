@@ -36,6 +36,7 @@ use crate::ceremony::Services;
 use crate::ceremony::recovery::RecoveryRuntime;
 use crate::config::{ConfigError, Settings, TlsSettings};
 use crate::error::DaemonError;
+use crate::hsm::HsmHealth;
 use crate::socket::authority::AnyAuthority;
 use crate::socket::{bind_unix_socket, remove_socket};
 use crate::startup;
@@ -123,7 +124,9 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
         guard: guard.clone(),
         custodians: custodians.clone(),
     }));
+    hsm.supervise(audit_key);
     let routes = routes(
+        hsm.watch_health(),
         system,
         AuditApi { log: audit.clone() },
         AccessApi { custodians },
@@ -232,28 +235,49 @@ fn service_name<S: tonic::server::NamedService>(_: &S) -> &'static str {
     S::NAME
 }
 
+/// Keeps `grpc.health.v1` in step with the HSM: every service (and the
+/// server as a whole, "") is NOT_SERVING while the HSM is failing, since
+/// none can change state then.
+async fn report_health(
+    reporter: tonic_health::server::HealthReporter,
+    mut hsm_health: watch::Receiver<HsmHealth>,
+) {
+    const SERVICES: [&str; 6] = [
+        "",
+        <SystemServiceServer<SystemApi> as tonic::server::NamedService>::NAME,
+        <AuditServiceServer<AuditApi> as tonic::server::NamedService>::NAME,
+        <CustodianServiceServer<CustodianApi> as tonic::server::NamedService>::NAME,
+        <KeyServiceServer<KeyApi> as tonic::server::NamedService>::NAME,
+        <RecoveryServiceServer<RecoveryApi> as tonic::server::NamedService>::NAME,
+    ];
+    async fn set_all(reporter: &tonic_health::server::HealthReporter, health: &HsmHealth) {
+        let status = match health {
+            HsmHealth::Serving => tonic_health::ServingStatus::Serving,
+            HsmHealth::Failing(_) => tonic_health::ServingStatus::NotServing,
+        };
+        for service in SERVICES {
+            reporter.set_service_status(service, status).await;
+        }
+    }
+    let now = hsm_health.borrow_and_update().clone();
+    set_all(&reporter, &now).await;
+    tokio::spawn(async move {
+        while hsm_health.changed().await.is_ok() {
+            let now = hsm_health.borrow_and_update().clone();
+            set_all(&reporter, &now).await;
+        }
+    });
+}
+
 async fn routes(
+    hsm_health: watch::Receiver<HsmHealth>,
     system: SystemApi,
     audit: AuditApi,
     access: AccessApi,
     services: Services,
 ) -> Routes {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<SystemServiceServer<SystemApi>>()
-        .await;
-    health_reporter
-        .set_serving::<AuditServiceServer<AuditApi>>()
-        .await;
-    health_reporter
-        .set_serving::<CustodianServiceServer<CustodianApi>>()
-        .await;
-    health_reporter
-        .set_serving::<KeyServiceServer<KeyApi>>()
-        .await;
-    health_reporter
-        .set_serving::<RecoveryServiceServer<RecoveryApi>>()
-        .await;
+    report_health(health_reporter, hsm_health).await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(rkm_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

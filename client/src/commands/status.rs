@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::fmt::Write as _;
 
 use crate::connect::Target;
-use crate::exit::RpcResultExt as _;
+use crate::exit::{NotServing, RpcResultExt as _};
 use crate::key_report::{attestation_summary, list_keys};
 use crate::output::{OutputFormat, emit, print_json};
 
@@ -25,8 +25,20 @@ pub struct StatusReport {
     pub hsm_session_objects: u64,
     pub hsm_token_objects: u64,
     pub started_at_unix: u64,
+    pub hsm_health: HsmHealthReport,
     /// Per key, how many custodians attested their share recently.
     pub keys: Vec<KeyAttestationReport>,
+}
+
+/// Whether rkmd's HSM serves, and if not since when and why.
+#[derive(Debug, Serialize)]
+pub struct HsmHealthReport {
+    pub serving: bool,
+    pub cause: String,
+    pub failing_since_unix: u64,
+    pub attempts: u32,
+    pub last_attempt: String,
+    pub next_attempt_seconds: Option<u32>,
 }
 
 /// A key's recent share attestations against its threshold.
@@ -92,6 +104,13 @@ pub async fn run(target: &Target, output: OutputFormat) -> anyhow::Result<()> {
         })
         .collect();
     let token = response.token.unwrap_or_default();
+    // An rkmd from before health reporting serves whenever it answers.
+    let health = response
+        .hsm_health
+        .unwrap_or(rkm_proto::v1::HsmHealthStatus {
+            serving: true,
+            ..Default::default()
+        });
     let audit_key = response.audit_key.unwrap_or_default();
     let report = StatusReport {
         version: response.version,
@@ -125,12 +144,62 @@ pub async fn run(target: &Target, output: OutputFormat) -> anyhow::Result<()> {
         hsm_session_objects: response.hsm_session_objects,
         hsm_token_objects: response.hsm_token_objects,
         started_at_unix: response.started_at_unix,
+        hsm_health: HsmHealthReport {
+            serving: health.serving,
+            cause: health.cause,
+            failing_since_unix: health.failing_since_unix,
+            attempts: health.attempts,
+            last_attempt: health.last_attempt,
+            next_attempt_seconds: health.next_attempt_seconds,
+        },
         keys,
     };
     match output {
-        OutputFormat::Json => print_json(&report),
-        OutputFormat::Text => emit(&render_text(&report)),
+        OutputFormat::Json => print_json(&report)?,
+        OutputFormat::Text => emit(&render_text(&report))?,
     }
+    if report.hsm_health.serving {
+        Ok(())
+    } else {
+        Err(NotServing::error(format!(
+            "rkmd's HSM is not serving ({}): rkmd refuses state changes until it works again and retries on its own",
+            report.hsm_health.cause
+        )))
+    }
+}
+
+fn render_health(text: &mut String, health: &HsmHealthReport) {
+    if health.serving {
+        let _ = writeln!(text, "hsm         serving");
+        return;
+    }
+    let since = std::time::UNIX_EPOCH + std::time::Duration::from_secs(health.failing_since_unix);
+    let down = std::time::SystemTime::now()
+        .duration_since(since)
+        .map_or(0, |down| down.as_secs());
+    let _ = writeln!(
+        text,
+        "hsm         NOT SERVING since {} ({down} s): {}",
+        rkm_proto::encoding::time::format_rfc3339_seconds(since),
+        health.cause
+    );
+    let next = match health.next_attempt_seconds {
+        Some(seconds) => format!("next in {seconds} s"),
+        None => "rkmd stopped retrying".to_owned(),
+    };
+    if health.attempts > 0 {
+        let _ = writeln!(
+            text,
+            "            attempts to reconnect: {}, the latest: {}; {next}",
+            health.attempts, health.last_attempt
+        );
+    } else {
+        let _ = writeln!(text, "            reconnecting; {next}");
+    }
+    let _ = writeln!(
+        text,
+        "            state changes (approvals, keys, notes) are refused until the HSM serves again"
+    );
 }
 
 fn hex_encode(bytes: &[u8]) -> String {
@@ -150,6 +219,7 @@ fn render_text(report: &StatusReport) -> String {
         report.token.serial_number
     );
     let _ = writeln!(text, "library     {}", report.token.library);
+    render_health(&mut text, &report.hsm_health);
     let _ = writeln!(text, "workers     {} HSM sessions", report.hsm_workers);
     let _ = writeln!(
         text,

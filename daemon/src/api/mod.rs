@@ -26,9 +26,7 @@ pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send
 pub fn hsm_status(error: HsmError) -> Status {
     tracing::warn!(%error, "HSM operation failed");
     match error {
-        HsmError::Busy { .. } | HsmError::ShutDown | HsmError::SessionLost { .. } => {
-            Status::unavailable(error.to_string())
-        }
+        _ if error.is_unavailable() => Status::unavailable(error.to_string()),
         HsmError::UnwrapFailed | HsmError::ObjectMissing { .. } => {
             Status::failed_precondition(error.to_string())
         }
@@ -51,8 +49,8 @@ pub fn store_status(error: StoreError) -> Status {
 /// Maps an audit error to a status.
 pub fn audit_status(error: AuditError) -> Status {
     match error {
-        AuditError::NoSpace(_) => {
-            tracing::warn!(%error, "an action was refused for want of space");
+        AuditError::NoSpace(_) | AuditError::CheckpointUnavailable { .. } => {
+            tracing::warn!(%error, "an action was refused in advance");
             Status::unavailable(error.to_string())
         }
         AuditError::NotDurable(_) | AuditError::ShutDown => {

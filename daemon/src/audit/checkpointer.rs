@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use super::writer::to_sql_index;
 use super::{AuditError, AuditLog};
+use crate::hsm::HsmError;
 use crate::store::StoreError;
 
 /// A checkpoint and its signed note.
@@ -136,18 +137,34 @@ impl AuditLog {
     ) -> tokio::task::JoinHandle<()> {
         let log = self.clone();
         tokio::spawn(async move {
+            // After a failure the same entries wait for their checkpoint, so
+            // it is retried every interval without waiting for new ones.
+            let mut pending = false;
             loop {
-                tokio::select! {
-                    () = log.appended.notified() => {}
-                    _ = stop.wait_for(|stop| *stop) => break,
+                if !pending {
+                    tokio::select! {
+                        () = log.appended.notified() => {}
+                        _ = stop.wait_for(|stop| *stop) => break,
+                    }
                 }
                 tokio::select! {
                     () = tokio::time::sleep(interval) => {}
                     _ = stop.wait_for(|stop| *stop) => break,
                 }
-                if let Err(error) = log.checkpoint().await {
-                    tracing::error!(%error, "audit checkpoint failed; retrying with the next entries");
-                }
+                pending = match log.checkpoint().await {
+                    Ok(_) => false,
+                    Err(error) => {
+                        tracing::error!(%error, "audit checkpoint failed; rkmd refuses state changes until one succeeds, and retries every interval");
+                        if let AuditError::Hsm(cause) = &error
+                            && !matches!(cause, HsmError::Unavailable { .. })
+                        {
+                            log.hsm.report_outage(format!(
+                                "an audit checkpoint could not be signed and kept: {cause}"
+                            ));
+                        }
+                        true
+                    }
+                };
             }
             if let Err(error) = log.checkpoint().await {
                 tracing::error!(%error, "final audit checkpoint failed");

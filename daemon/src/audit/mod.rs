@@ -21,7 +21,7 @@ use tokio::sync::{Notify, oneshot};
 pub use checkpointer::SignedCheckpoint;
 pub use verify_store::StoreVerification;
 
-use crate::hsm::{AuditKey, Hsm, HsmError};
+use crate::hsm::{AuditKey, Hsm, HsmError, HsmHealth};
 use crate::store::{Store, StoreError};
 use writer::{Append, AppendError, TreeState, Writer};
 
@@ -42,6 +42,11 @@ pub enum AuditError {
     /// The action was refused before it started: too little free space.
     #[error(transparent)]
     NoSpace(#[from] crate::store::space::NoSpace),
+    /// The action was refused before it started: no checkpoint could cover it.
+    #[error(
+        "the action was refused: the HSM is unavailable ({cause}), so no signed audit checkpoint could cover it; rkmd retries the HSM on its own and `rkm status` shows when it serves again: run the step again then"
+    )]
+    CheckpointUnavailable { cause: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -300,20 +305,32 @@ impl AuditLog {
         event: Event,
         change: Option<writer::Change>,
     ) -> Result<u64, AppendError> {
-        // Actions that take effect need room; refusals and failures are
-        // recorded down to the reserve, so the log says what was refused.
-        if event.outcome == Outcome::Ok
-            && let Err(no_space) = self.store.space().check(ENTRY_ROOM, "the action")
-        {
-            let refused = event
-                .with_outcome(Outcome::Refused)
-                .detail("reason", no_space.to_string());
-            if let Err(error) = Box::pin(self.submit(refused, None)).await
-                && let AppendError::Audit(error) = error
-            {
-                tracing::error!(%error, "could not record a refusal for want of space");
+        // Actions that take effect need room and an HSM that can sign their
+        // checkpoint (fail closed); refusals and failures are recorded down to
+        // the space reserve and checkpointed once the HSM is back, so the log
+        // says what was refused.
+        if event.outcome == Outcome::Ok {
+            let refusal = match (
+                self.hsm.health(),
+                self.store.space().check(ENTRY_ROOM, "the action"),
+            ) {
+                (HsmHealth::Failing(outage), _) => Some(AuditError::CheckpointUnavailable {
+                    cause: outage.cause,
+                }),
+                (HsmHealth::Serving, Err(no_space)) => Some(AuditError::from(no_space)),
+                (HsmHealth::Serving, Ok(())) => None,
+            };
+            if let Some(refusal) = refusal {
+                let refused = event
+                    .with_outcome(Outcome::Refused)
+                    .detail("reason", refusal.to_string());
+                if let Err(error) = Box::pin(self.submit(refused, None)).await
+                    && let AppendError::Audit(error) = error
+                {
+                    tracing::error!(%error, "could not record a refused action");
+                }
+                return Err(refusal.into());
             }
-            return Err(AuditError::from(no_space).into());
         }
         let records_a_refusal = event.outcome != Outcome::Ok;
         let (entry, subject) = event.encode().map_err(AppendError::Audit)?;

@@ -88,12 +88,23 @@ impl Services {
             {
                 tracing::error!(%remove_error, path = %path.display(), "could not remove the failed artefact");
             }
+            let reason = match &error {
+                // The key was unwrapped into the HSM that went away; the held
+                // shares go as after any failure, and the step is to reopen.
+                CeremonyError::Hsm(hsm) if hsm.is_unavailable() => format!(
+                    "the HSM became unavailable while signing ({}). The ceremony failed and its held shares were destroyed; once `rkm status` shows the HSM serving, open the recovery again",
+                    match hsm {
+                        crate::hsm::HsmError::Unavailable { cause } => cause.clone(),
+                        other => other.to_string(),
+                    }
+                ),
+                other => other.to_string(),
+            };
             let event = Event::ok("rkmd", action::RECOVERY_FAIL)
                 .subject(ceremony_id.clone())
                 .with_outcome(rkm_proto::audit_entry::Outcome::Failed)
-                .detail("reason", error.to_string())
+                .detail("reason", reason.clone())
                 .detail("held_shares", "destroyed");
-            let reason = error.to_string();
             let recorded = self
                 .close_ceremony(
                     event,
@@ -488,12 +499,23 @@ impl Services {
         let read = reader
             .await
             .map_err(|_| CeremonyError::Internal("the target reader failed".to_owned()))?;
-        // The writer's own error first: the signing loop only sees that it
-        // stopped.
-        let size = written.map_err(|error| {
-            self.artefact_write_failed(&written_path, summary.target_count, &error)
-        })?;
-        result?;
+        // A writer that failed on its own (a full disk) comes first: the
+        // signing loop only sees that it stopped. A writer that stopped short
+        // because signing stopped reports a count; the signer's error says why.
+        let size = match (written, result) {
+            (Err(error), Err(signing)) if error.raw_os_error().is_none() => {
+                return Err(signing);
+            }
+            (Err(error), _) => {
+                return Err(self.artefact_write_failed(
+                    &written_path,
+                    summary.target_count,
+                    &error,
+                ));
+            }
+            (Ok(_), Err(signing)) => return Err(signing),
+            (Ok(size), Ok(())) => size,
+        };
         read?;
         if signed != summary.target_count {
             return Err(CeremonyError::Internal(format!(

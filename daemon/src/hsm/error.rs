@@ -76,6 +76,19 @@ pub enum HsmError {
     #[error("no {what} in the token; run `rkmd init` first")]
     ObjectMissing { what: &'static str },
 
+    #[error("the token no longer shows rkm's {what}")]
+    TokenObjectMissing { what: &'static str },
+
+    #[error(
+        "the {what} was loaded into the HSM before rkmd re-initialised it after an outage, and is gone: run the step from its start again"
+    )]
+    ObjectLost { what: &'static str },
+
+    #[error(
+        "the HSM is unavailable ({cause}); rkmd retries on its own and `rkm status` shows when it serves again: run this step again then"
+    )]
+    Unavailable { cause: String },
+
     #[error("the HSM's queue is full ({capacity} jobs waiting); retry shortly")]
     Busy { capacity: usize },
 
@@ -92,6 +105,37 @@ pub enum HsmError {
 
     #[error("PKCS#11 {function} failed: {rv}")]
     Pkcs11 { function: String, rv: String },
+
+    #[error("the token failed: PKCS#11 {function} returned {rv}")]
+    TokenFailed { function: String, rv: String },
+}
+
+impl HsmError {
+    /// Whether this says the token itself is gone or broken, not just this
+    /// operation: the start of an outage.
+    pub fn means_token_failed(&self) -> bool {
+        matches!(
+            self,
+            HsmError::TokenFailed { .. }
+                | HsmError::TokenObjectMissing { .. }
+                | HsmError::TokenNotFound { .. }
+                | HsmError::WrongPin { .. }
+                | HsmError::PinLocked { .. }
+        )
+    }
+
+    /// Whether a client should wait and retry rather than change its request.
+    pub fn is_unavailable(&self) -> bool {
+        self.means_token_failed()
+            || matches!(
+                self,
+                HsmError::Unavailable { .. }
+                    | HsmError::Busy { .. }
+                    | HsmError::ShutDown
+                    | HsmError::SessionLost { .. }
+                    | HsmError::ObjectLost { .. }
+            )
+    }
 }
 
 fn list_or_none(labels: &[String]) -> String {
@@ -129,9 +173,38 @@ pub(crate) fn is_session_lost(error: &CryptokiError) -> bool {
     )
 }
 
+/// Whether `error` says the handle names no object (any more).
+pub(crate) fn is_handle_invalid(error: &CryptokiError) -> bool {
+    matches!(
+        return_value(error),
+        Some(RvError::ObjectHandleInvalid | RvError::KeyHandleInvalid)
+    )
+}
+
+/// Whether `error` is about the device rather than the operation.
+fn is_device_failure(rv: RvError) -> bool {
+    matches!(
+        rv,
+        RvError::DeviceError
+            | RvError::DeviceMemory
+            | RvError::DeviceRemoved
+            | RvError::TokenNotPresent
+            | RvError::TokenNotRecognized
+            | RvError::CryptokiNotInitialized
+            | RvError::SessionHandleInvalid
+            | RvError::SessionClosed
+            | RvError::UserNotLoggedIn
+            | RvError::SlotIdInvalid
+    )
+}
+
 impl From<CryptokiError> for HsmError {
     fn from(error: CryptokiError) -> Self {
         match error {
+            CryptokiError::Pkcs11(rv, function) if is_device_failure(rv) => HsmError::TokenFailed {
+                function: format!("{function:?}"),
+                rv: format!("{rv:?}"),
+            },
             CryptokiError::Pkcs11(rv, function) => HsmError::Pkcs11 {
                 function: format!("{function:?}"),
                 rv: format!("{rv:?}"),

@@ -2,13 +2,16 @@
 //! sees [`Hsm`], an async, cloneable handle with domain operations, and opaque
 //! handles to the objects it creates.
 //!
-//! Behind the handle, `workers` threads each own one logged-in session and take
-//! jobs from one bounded queue. Session objects (recovery keys, KEKs) live as
-//! long as the session that created them, i.e. as long as its worker, and every
-//! session of this process can use them, so any worker may sign with a key
-//! another worker unwrapped.
+//! Behind the handle, `workers` threads each use one logged-in session and
+//! take jobs from one bounded queue. Session objects (recovery keys, KEKs) live as
+//! long as the session that created them, and every session of this process
+//! can use them, so any worker may sign with a key another worker unwrapped.
+//! A supervisor thread watches the token and brings it back after an outage
+//! (`health.rs`), replacing the module's initialisation (`generation.rs`).
 
 mod error;
+mod generation;
+mod health;
 mod ops;
 #[cfg(test)]
 mod session_loss_tests;
@@ -23,15 +26,18 @@ use std::time::Duration;
 
 use cryptoki::context::Pkcs11;
 use cryptoki::object::ObjectHandle;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use zeroize::Zeroizing;
 
 pub use error::HsmError;
+pub use health::{HsmHealth, Outage};
 pub use token::{REQUIRED_MECHANISMS, RequiredMechanism, TokenDescription};
 
 use crate::secrets::{KekBytes, UserPin};
+use generation::{Context, Generation, TokenObject};
+use health::Shared;
 use ops::OpResult;
-use worker::{Job, Retry, SessionSource, Worker};
+use worker::{Job, Retry, SessionConfig, Worker};
 
 /// Jobs that may wait per worker before a caller waits for room.
 const QUEUE_DEPTH_PER_WORKER: usize = 64;
@@ -48,17 +54,38 @@ pub struct HsmConfig {
     pub workers: usize,
 }
 
+/// A session object's handle and the generation it was made in (see
+/// `generation.rs`: a handle outlives its meaning when the module is reset).
+#[derive(Debug, Clone, Copy)]
+struct Made {
+    handle: ObjectHandle,
+    generation: u64,
+}
+
+impl Made {
+    fn new(ctx: &Context<'_>, handle: ObjectHandle) -> Self {
+        Self {
+            handle,
+            generation: ctx.generation(),
+        }
+    }
+
+    fn live(self, ctx: &Context<'_>, what: &'static str) -> OpResult<ObjectHandle> {
+        ctx.live(self.handle, self.generation, what)
+    }
+}
+
 /// A recovery private key held by the HSM as a session object.
 #[derive(Debug, Clone, Copy)]
-pub struct SigningKey(ObjectHandle);
+pub struct SigningKey(Made);
 
 /// A KEK held by the HSM as a session object.
 #[derive(Debug, Clone, Copy)]
-pub struct KekKey(ObjectHandle);
+pub struct KekKey(Made);
 
 /// Any object rkm created in the HSM, for destroying it.
 #[derive(Debug, Clone, Copy)]
-pub struct HsmObject(ObjectHandle);
+pub struct HsmObject(Made);
 
 impl From<SigningKey> for HsmObject {
     fn from(key: SigningKey) -> Self {
@@ -83,17 +110,18 @@ pub struct GeneratedKey {
     pub public: HsmObject,
 }
 
-/// The persistent Ed25519 audit key.
+/// The persistent Ed25519 audit key (its private half is found by label in
+/// each generation).
 #[derive(Debug, Clone, Copy)]
 pub struct AuditKey {
-    private: ObjectHandle,
     /// Raw 32-byte Ed25519 public key.
     pub public_key: [u8; 32],
 }
 
-/// The persistent AES key that holds submitted shares.
+/// The persistent AES key that holds submitted shares: proof that the token
+/// has it (it is found by label in each generation).
 #[derive(Debug, Clone, Copy)]
-pub struct HoldingKey(ObjectHandle);
+pub struct HoldingKey(());
 
 /// Objects visible to rkm's sessions, for checks that nothing was left behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +148,8 @@ impl std::fmt::Debug for Hsm {
 struct Inner {
     jobs: Option<flume::Sender<Job>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
-    pkcs11: Option<Pkcs11>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+    shared: Arc<Shared>,
     description: TokenDescription,
     worker_count: usize,
 }
@@ -148,23 +177,35 @@ impl Hsm {
     fn start(pkcs11: Pkcs11, config: HsmConfig) -> Result<Self, HsmError> {
         let slot = token::find_slot(&pkcs11, &config.token_label)?;
         let description = token::describe(&pkcs11, slot)?;
-        let source = SessionSource {
-            pkcs11: pkcs11.clone(),
-            slot,
+        let session_config = SessionConfig {
             label: config.token_label,
             pin: Arc::new(config.pin),
         };
-        // Open every session before any thread starts, so a wrong PIN fails here.
+        // Open every worker's session before any thread starts, so a wrong PIN
+        // fails here; the last slot is the supervisor's, opened when it probes.
         let worker_count = config.workers.max(1);
-        let sessions = (0..worker_count)
-            .map(|_| source.open())
+        let mut sessions = (0..worker_count)
+            .map(|_| {
+                token::open_logged_in_session(
+                    &pkcs11,
+                    slot,
+                    &session_config.label,
+                    &session_config.pin,
+                )
+                .map(Some)
+            })
             .collect::<Result<Vec<_>, _>>()?;
+        sessions.push(None);
         token::require_mechanisms(&description)?;
+        let shared = Arc::new(Shared::new(
+            session_config,
+            Generation::new(1, pkcs11, slot, sessions),
+        ));
 
         let (sender, receiver) = flume::bounded::<Job>(worker_count * QUEUE_DEPTH_PER_WORKER);
         let mut handles = Vec::with_capacity(worker_count);
-        for (index, session) in sessions.into_iter().enumerate() {
-            let worker = Worker::new(source.clone(), session);
+        for index in 0..worker_count {
+            let worker = Worker::new(index, Arc::clone(&shared));
             let jobs = receiver.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("hsm-worker-{index}"))
@@ -179,7 +220,8 @@ impl Hsm {
             inner: Arc::new(Inner {
                 jobs: Some(sender),
                 workers: Mutex::new(handles),
-                pkcs11: Some(pkcs11),
+                supervisor: Mutex::new(None),
+                shared,
                 description,
                 worker_count,
             }),
@@ -196,6 +238,45 @@ impl Hsm {
         self.inner.worker_count
     }
 
+    /// Whether the HSM serves now.
+    pub fn health(&self) -> HsmHealth {
+        self.inner.shared.health()
+    }
+
+    /// The HSM's health as it changes.
+    pub fn watch_health(&self) -> watch::Receiver<HsmHealth> {
+        self.inner.shared.watch()
+    }
+
+    /// Starts watching the token: a probe every few seconds that it still
+    /// shows `audit_key`, and recovery with backoff when it does not. Called
+    /// once rkmd serves (before that, start-up itself checks the token).
+    pub fn supervise(&self, audit_key: AuditKey) {
+        self.inner.shared.expect_audit_key(audit_key.public_key);
+        let mut supervisor = self
+            .inner
+            .supervisor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if supervisor.is_some() {
+            return;
+        }
+        let shared = Arc::clone(&self.inner.shared);
+        match std::thread::Builder::new()
+            .name("hsm-supervisor".to_owned())
+            .spawn(move || health::supervise(&shared))
+        {
+            Ok(handle) => *supervisor = Some(handle),
+            Err(error) => tracing::error!(%error, "could not start the HSM supervisor"),
+        }
+    }
+
+    /// Marks the HSM as failing from outside the HSM layer (an audit
+    /// checkpoint that could not be signed in time).
+    pub fn report_outage(&self, cause: String) {
+        self.inner.shared.report_outage(cause);
+    }
+
     async fn submit<T, F>(
         &self,
         operation: &'static str,
@@ -204,8 +285,14 @@ impl Hsm {
     ) -> Result<T, HsmError>
     where
         T: Send + 'static,
-        F: Fn(&cryptoki::session::Session) -> OpResult<T> + Send + 'static,
+        F: Fn(&Context<'_>) -> OpResult<T> + Send + 'static,
     {
+        // During an outage nothing is sent to a token known to be failing.
+        if let Some(outage) = self.inner.shared.outage() {
+            return Err(HsmError::Unavailable {
+                cause: outage.cause,
+            });
+        }
         let sender = self.inner.jobs.as_ref().ok_or(HsmError::ShutDown)?;
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |worker: &mut Worker| {
@@ -263,8 +350,8 @@ impl Hsm {
             match ops::p256_public_key_spki(session, public) {
                 Ok(public_key_spki) => Ok(GeneratedKey {
                     public_key_spki,
-                    private: SigningKey(private),
-                    public: HsmObject(public),
+                    private: SigningKey(Made::new(session, private)),
+                    public: HsmObject(Made::new(session, public)),
                 }),
                 Err(failure) => {
                     // Do not leave an unusable key pair behind.
@@ -283,7 +370,7 @@ impl Hsm {
     /// The HSM refuses the key or fails.
     pub async fn import_kek(&self, kek: KekBytes) -> Result<KekKey, HsmError> {
         self.submit("import KEK", Retry::OnceAfterReopen, move |session| {
-            ops::import_kek(session, &kek).map(KekKey)
+            ops::import_kek(session, &kek).map(|handle| KekKey(Made::new(session, handle)))
         })
         .await
     }
@@ -295,7 +382,11 @@ impl Hsm {
     /// The HSM fails or one of the objects is gone.
     pub async fn wrap(&self, kek: KekKey, key: SigningKey) -> Result<Vec<u8>, HsmError> {
         self.submit("wrap", Retry::OnceAfterReopen, move |session| {
-            ops::wrap(session, kek.0, key.0)
+            ops::wrap(
+                session,
+                kek.0.live(session, "KEK")?,
+                key.0.live(session, "recovery key")?,
+            )
         })
         .await
     }
@@ -307,7 +398,8 @@ impl Hsm {
     /// another KEK; nothing is created then.
     pub async fn unwrap(&self, kek: KekKey, blob: Vec<u8>) -> Result<SigningKey, HsmError> {
         self.submit("unwrap", Retry::OnceAfterReopen, move |session| {
-            ops::unwrap(session, kek.0, &blob).map(SigningKey)
+            ops::unwrap(session, kek.0.live(session, "KEK")?, &blob)
+                .map(|handle| SigningKey(Made::new(session, handle)))
         })
         .await
     }
@@ -322,7 +414,7 @@ impl Hsm {
         digest: [u8; 32],
     ) -> Result<[u8; 64], HsmError> {
         self.submit("sign", Retry::OnceAfterReopen, move |session| {
-            ops::sign_ecdsa(session, key.0, &digest)
+            ops::sign_ecdsa(session, key.0.live(session, "recovery key")?, &digest)
         })
         .await
     }
@@ -339,9 +431,10 @@ impl Hsm {
         digests: Vec<[u8; 32]>,
     ) -> Result<Vec<[u8; 64]>, HsmError> {
         self.submit("sign batch", Retry::OnceAfterReopen, move |session| {
+            let handle = key.0.live(session, "recovery key")?;
             digests
                 .iter()
-                .map(|digest| ops::sign_ecdsa(session, key.0, digest))
+                .map(|digest| ops::sign_ecdsa(session, handle, digest))
                 .collect()
         })
         .await
@@ -354,7 +447,7 @@ impl Hsm {
     pub async fn destroy(&self, object: impl Into<HsmObject>) -> Result<(), HsmError> {
         let object = object.into();
         self.submit("destroy", Retry::OnceAfterReopen, move |session| {
-            ops::destroy(session, object.0)
+            ops::destroy(session, object.0.live(session, "object")?)
         })
         .await
     }
@@ -365,12 +458,7 @@ impl Hsm {
     /// The token holds half a key pair or several, or the HSM fails.
     pub async fn find_audit_key(&self) -> Result<Option<AuditKey>, HsmError> {
         self.submit("find audit key", Retry::OnceAfterReopen, |session| {
-            Ok(
-                ops::find_audit_key(session)?.map(|(private, public_key)| AuditKey {
-                    private,
-                    public_key,
-                }),
-            )
+            Ok(ops::find_audit_key(session)?.map(|(_, public_key)| AuditKey { public_key }))
         })
         .await
     }
@@ -384,8 +472,10 @@ impl Hsm {
         if let Some(existing) = self.find_audit_key().await? {
             return Ok((existing, false));
         }
-        self.submit("generate audit key", Retry::Never, ops::generate_audit_key)
-            .await?;
+        self.submit("generate audit key", Retry::Never, |session| {
+            ops::generate_audit_key(session)
+        })
+        .await?;
         let created = self
             .find_audit_key()
             .await?
@@ -401,11 +491,13 @@ impl Hsm {
     /// The HSM fails.
     pub async fn sign_with_audit_key(
         &self,
-        key: AuditKey,
+        _key: AuditKey,
         message: Vec<u8>,
     ) -> Result<[u8; 64], HsmError> {
         self.submit("audit signature", Retry::OnceAfterReopen, move |session| {
-            ops::sign_eddsa(session, key.private, &message)
+            session.with_token_object(TokenObject::AuditKey, |private| {
+                ops::sign_eddsa(session, private, &message)
+            })
         })
         .await
     }
@@ -416,11 +508,9 @@ impl Hsm {
     /// # Errors
     /// The HSM fails.
     pub async fn read_checkpoints(&self) -> Result<Vec<Vec<u8>>, HsmError> {
-        self.submit(
-            "read checkpoints",
-            Retry::OnceAfterReopen,
-            ops::read_checkpoints,
-        )
+        self.submit("read checkpoints", Retry::OnceAfterReopen, |session| {
+            ops::read_checkpoints(session)
+        })
         .await
     }
 
@@ -442,7 +532,7 @@ impl Hsm {
     /// The HSM fails.
     pub async fn holding_key(&self) -> Result<HoldingKey, HsmError> {
         self.submit("holding key", Retry::Never, |session| {
-            ops::get_or_create_holding_key(session).map(HoldingKey)
+            ops::get_or_create_holding_key(session).map(|_| HoldingKey(()))
         })
         .await
     }
@@ -456,12 +546,14 @@ impl Hsm {
     /// The HSM fails.
     pub async fn hold(
         &self,
-        key: HoldingKey,
+        _key: HoldingKey,
         plaintext: Zeroizing<Vec<u8>>,
         aad: Vec<u8>,
     ) -> Result<Vec<u8>, HsmError> {
         self.submit("hold share", Retry::OnceAfterReopen, move |session| {
-            ops::hold(session, key.0, &plaintext, &aad)
+            session.with_token_object(TokenObject::HoldingKey, |key| {
+                ops::hold(session, key, &plaintext, &aad)
+            })
         })
         .await
     }
@@ -472,12 +564,14 @@ impl Hsm {
     /// [`HsmError::HeldDataInvalid`] for changed data or another `aad`.
     pub async fn release(
         &self,
-        key: HoldingKey,
+        _key: HoldingKey,
         held: Vec<u8>,
         aad: Vec<u8>,
     ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
         self.submit("release share", Retry::OnceAfterReopen, move |session| {
-            ops::release(session, key.0, &held, &aad)
+            session.with_token_object(TokenObject::HoldingKey, |key| {
+                ops::release(session, key, &held, &aad)
+            })
         })
         .await
     }
@@ -499,9 +593,20 @@ impl Hsm {
 }
 
 impl Drop for Inner {
-    /// Stops the workers (closing their sessions, which destroys any session
-    /// object left) and finalizes PKCS#11.
+    /// Stops the supervisor and the workers, closes their sessions (which
+    /// destroys any session object left) and finalizes PKCS#11.
     fn drop(&mut self) {
+        self.shared.stop_supervisor();
+        let supervisor = self
+            .supervisor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(handle) = supervisor
+            && handle.join().is_err()
+        {
+            tracing::error!("the HSM supervisor panicked");
+        }
         drop(self.jobs.take());
         let handles = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
         for handle in handles {
@@ -509,9 +614,13 @@ impl Drop for Inner {
                 tracing::error!("an HSM worker panicked");
             }
         }
-        if let Some(pkcs11) = self.pkcs11.take()
-            && let Err(error) = pkcs11.finalize()
-        {
+        let generation = self
+            .shared
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        generation.close_sessions();
+        if let Err(error) = generation.pkcs11.clone().finalize() {
             tracing::warn!(%error, "C_Finalize failed at shutdown");
         }
     }

@@ -234,13 +234,18 @@ pub fn sign_eddsa(session: &Session, key: ObjectHandle, message: &[u8]) -> OpRes
         .map_err(|_| malformed("Ed25519 signature", format!("{} bytes", raw.len())))
 }
 
-/// The share holding key, generated in the token the first time.
-pub fn get_or_create_holding_key(session: &Session) -> OpResult<ObjectHandle> {
-    if let Some(key) = find_one(
+/// The share holding key if the token has it.
+pub fn find_holding_key(session: &Session) -> OpResult<Option<ObjectHandle>> {
+    find_one(
         session,
         &templates::find_holding_key(),
         templates::HOLDING_KEY_LABEL,
-    )? {
+    )
+}
+
+/// The share holding key, generated in the token the first time.
+pub fn get_or_create_holding_key(session: &Session) -> OpResult<ObjectHandle> {
+    if let Some(key) = find_holding_key(session)? {
         return Ok(key);
     }
     Ok(session.generate_key(&Mechanism::AesKeyGen, &templates::holding_key())?)

@@ -34,8 +34,8 @@ async fn one_worker_hsm() -> (SoftHsmToken, Hsm, AuditKey) {
 /// Logs this process out of the token from a session of its own, as a token
 /// that drops its logins (a reset, a fail-over) would.
 fn log_out_under_the_worker(token: &SoftHsmToken, hsm: &Hsm) {
-    let pkcs11 = hsm.inner.pkcs11.as_ref().expect("the HSM is open");
-    let slot = token::find_slot(pkcs11, token.label()).unwrap();
+    let pkcs11 = hsm.inner.shared.current.read().unwrap().pkcs11.clone();
+    let slot = token::find_slot(&pkcs11, token.label()).unwrap();
     let session = pkcs11.open_ro_session(slot).unwrap();
     session.logout().unwrap();
     session.close().unwrap();
@@ -145,4 +145,44 @@ async fn lost_login_during_key_generation_is_reported_and_not_retried() {
     hsm.destroy(generated.private).await.unwrap();
     hsm.destroy(generated.public).await.unwrap();
     assert_eq!(hsm.count_objects().await.unwrap().session_objects, 0);
+}
+
+#[tokio::test]
+async fn a_session_key_from_before_a_reinitialisation_is_refused_not_confused_with_a_new_one() {
+    let (_token, hsm, audit_key) = one_worker_hsm().await;
+    hsm.supervise(audit_key);
+    let before = hsm.generate_recovery_key().await.unwrap();
+    super::health::recover(&hsm.inner.shared).expect("the token is there to re-initialise");
+
+    // After C_Finalize/C_Initialize the module may hand out the same handle
+    // numbers for new objects; the old key must not sign as whatever they are.
+    let after = hsm.generate_recovery_key().await.unwrap();
+    let error = hsm
+        .sign_digest(before.private, [1; 32])
+        .await
+        .expect_err("a key of the old generation is gone");
+    assert!(
+        matches!(
+            error,
+            HsmError::ObjectLost {
+                what: "recovery key"
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("run the step from its start again"),
+        "{error}"
+    );
+    hsm.sign_digest(after.private, [1; 32])
+        .await
+        .expect("a key of the new generation signs");
+    // The audit key is found again by label in the new generation.
+    let signature = hsm
+        .sign_with_audit_key(audit_key, MESSAGE.to_vec())
+        .await
+        .unwrap();
+    assert_verifies(&audit_key, &signature);
 }
