@@ -41,6 +41,9 @@ pub fn classify(error: &anyhow::Error) -> Exit {
             return Exit::Unavailable;
         }
         if let Some(RpcError(status)) = cause.downcast_ref::<RpcError>() {
+            if connection_broke(status) {
+                return Exit::Unavailable;
+            }
             return match status.code() {
                 Code::Unavailable | Code::DeadlineExceeded => Exit::Unavailable,
                 Code::PermissionDenied | Code::Unauthenticated => Exit::PermissionDenied,
@@ -53,6 +56,28 @@ pub fn classify(error: &anyhow::Error) -> Exit {
         }
     }
     Exit::Failure
+}
+
+/// Whether `status` says the connection failed rather than rkmd refusing:
+/// rkmd itself never answers Unknown or Cancelled, and a status the client's
+/// transport made carries the transport's error as its source.
+pub fn connection_broke(status: &tonic::Status) -> bool {
+    matches!(status.code(), Code::Unknown | Code::Cancelled)
+        || std::error::Error::source(status).is_some()
+}
+
+/// Whether the connection was refused outright: the request never left.
+pub fn connection_refused(status: &tonic::Status) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Something that was to be verified did not verify: an audit file, a

@@ -77,9 +77,18 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
         token_checkpoint = ?verification.token_checkpoint_size,
         "audit store verified against the token's checkpoint"
     );
+    // A crash while the token wrote a checkpoint object can leave half of it.
+    let half_made = hsm.remove_half_made_objects().await?;
+    if half_made > 0 {
+        tracing::warn!(
+            objects = half_made,
+            "removed half-made data objects that an earlier crash left in the token"
+        );
+    }
     audit
         .record(
             Event::ok("rkmd", action::DAEMON_START)
+                .detail("half_made_objects_removed", half_made.to_string())
                 .detail("version", env!("CARGO_PKG_VERSION"))
                 .detail("token_label", hsm.description().label.clone())
                 .detail("hsm_workers", hsm.worker_count().to_string()),
@@ -109,6 +118,10 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
         two_person_rule: settings.recovery.two_person_rule,
         max_targets: settings.recovery.max_targets,
     };
+    services
+        .fail_interrupted_key_generations()
+        .await
+        .map_err(|e| DaemonError::Ceremony(Box::new(e)))?;
     services
         .resume_signing()
         .await

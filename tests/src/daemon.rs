@@ -283,7 +283,9 @@ impl Daemon {
         self.endpoint.as_deref()
     }
 
-    fn command(&self, binary_name: &str) -> Command {
+    /// A command running `binary_name` (`rkm` or `rkmd`) with this daemon's
+    /// environment, for tests that must start it without waiting.
+    pub fn command(&self, binary_name: &str) -> Command {
         let mut command = Command::new(binary(binary_name));
         with_clean_env(&mut command);
         command.envs(self.env.iter().map(|(name, value)| (name, value)));

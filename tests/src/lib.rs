@@ -13,6 +13,7 @@ pub mod env;
 pub mod raw_grpc;
 pub mod raw_pkcs11;
 pub mod token;
+pub mod token_objects;
 
 pub use custodians::Custodian;
 pub use daemon::{Daemon, DaemonBuilder, STAFF_CLIENT, make_dev_pki};

@@ -94,12 +94,13 @@ pub async fn run(command: KeyCommand, target: &Target, output: OutputFormat) -> 
         KeyCommand::Create(args) => {
             let response = client
                 .create_key(CreateKeyRequest {
-                    label: args.label,
+                    label: args.label.clone(),
                     threshold: args.threshold,
                     custodians: args.custodians,
                     allow_single_custodian: args.allow_single_custodian,
                 })
                 .await
+                .map_err(|status| connection_broke_during_create(status, &args.label))
                 .rpc("running the key generation ceremony")?
                 .into_inner();
             let report = KeyReport::from(response.key.context("rkmd sent no key")?);
@@ -273,4 +274,22 @@ fn render_list(keys: &[KeyReport]) -> String {
         );
     }
     text
+}
+
+/// A key ceremony whose answer never came may have run to the end: say so,
+/// and how to find out, instead of a bare transport error.
+fn connection_broke_during_create(status: tonic::Status, label: &str) -> tonic::Status {
+    if crate::exit::connection_refused(&status) {
+        tonic::Status::unavailable(format!(
+            "rkmd refused the connection ({}): no key ceremony ran; is rkmd running? Start it with `rkmd serve`, then run the command again",
+            status.message()
+        ))
+    } else if crate::exit::connection_broke(&status) {
+        tonic::Status::unavailable(format!(
+            "the connection to rkmd broke before it answered ({}): the key ceremony may or may not have completed. `rkm key show {label}` says whether key {label:?} exists; a ceremony cut short because rkmd stopped is marked failed, and audited, when rkmd starts again",
+            status.message()
+        ))
+    } else {
+        status
+    }
 }

@@ -576,6 +576,21 @@ impl Hsm {
         .await
     }
 
+    /// Destroys what a crash while the token wrote an object left of it
+    /// (see `ops::remove_half_made_objects`); returns how many. Call before
+    /// serving, when no other rkmd uses the token.
+    ///
+    /// # Errors
+    /// The HSM fails.
+    pub async fn remove_half_made_objects(&self) -> Result<usize, HsmError> {
+        self.submit(
+            "remove half-made objects",
+            Retry::OnceAfterReopen,
+            |session| ops::remove_half_made_objects(session),
+        )
+        .await
+    }
+
     /// Counts the session and token objects rkm's sessions can see.
     ///
     /// # Errors

@@ -188,6 +188,30 @@ pub fn write_checkpoint(session: &Session, note: &[u8]) -> OpResult<()> {
     Ok(())
 }
 
+/// Destroys the data objects that a crash inside C_CreateObject leaves: a
+/// token data object with neither label nor application, which is what
+/// SoftHSM has written of a checkpoint object before the attributes of its
+/// template (rkm makes every object it creates with both). Returns how many.
+pub fn remove_half_made_objects(session: &Session) -> OpResult<usize> {
+    let mut removed = 0;
+    let candidates =
+        session.find_objects(&[Attribute::Token(true), Attribute::Class(ObjectClass::DATA)])?;
+    for object in candidates {
+        let attributes =
+            session.get_attributes(object, &[AttributeType::Label, AttributeType::Application])?;
+        let unnamed = attributes.iter().all(|attribute| match attribute {
+            Attribute::Label(label) => label.is_empty(),
+            Attribute::Application(application) => application.is_empty(),
+            _ => true,
+        });
+        if unnamed {
+            session.destroy_object(object)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// The audit key pair if the token has it: (private key, raw public key).
 pub fn find_audit_key(session: &Session) -> OpResult<Option<(ObjectHandle, [u8; 32])>> {
     let private = find_one(

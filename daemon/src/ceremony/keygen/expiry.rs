@@ -1,6 +1,7 @@
 //! The end of a key generation's receipt window: a step after it is refused,
 //! and the ceremony expires with its remaining envelopes deleted, so a share
-//! nobody confirmed in time is not left waiting in the store.
+//! nobody confirmed in time is not left waiting in the store. And the end of
+//! a generation that rkmd stopped in the middle of.
 
 use super::super::state::{CeremonyKind, CeremonyState};
 use super::super::{CeremonyError, Services, now};
@@ -32,6 +33,47 @@ impl Services {
             )));
         }
         Ok(())
+    }
+
+    /// Fails, with the reason audited, every key generation that was still
+    /// generating when rkmd stopped. Its key was never stored (the key is
+    /// stored in the same transaction that moves the ceremony on) and lived
+    /// only as session objects, which died with rkmd's sessions; so the
+    /// operator runs `rkm key create` again. Call before serving.
+    ///
+    /// # Errors
+    /// The store or the audit log fails.
+    pub async fn fail_interrupted_key_generations(&self) -> Result<usize, CeremonyError> {
+        let interrupted = self
+            .store
+            .read(|tx| {
+                store::ceremonies::ids_in(
+                    tx,
+                    CeremonyKind::KeyGeneration.as_str(),
+                    CeremonyState::Generating.as_str(),
+                )
+            })
+            .await?;
+        for id in &interrupted {
+            tracing::warn!(ceremony = %id, "a key generation was cut short when rkmd stopped; it is marked failed");
+            let event = Event::ok("rkmd", action::CEREMONY_FAIL)
+                .subject(id.clone())
+                .with_outcome(rkm_proto::audit_entry::Outcome::Failed)
+                .detail("interrupted", "true")
+                .detail(
+                    "reason",
+                    "rkmd stopped while this key was being generated: no key was stored, and the key's HSM objects were session objects that ended with rkmd; run `rkm key create` again",
+                );
+            self.close_ceremony(
+                event,
+                id,
+                CeremonyState::Generating,
+                CeremonyState::Failed,
+                |_, _| Ok(()),
+            )
+            .await?;
+        }
+        Ok(interrupted.len())
     }
 
     /// Expires key generation ceremonies whose receipt window has passed:

@@ -161,13 +161,21 @@ impl Services {
                     .iter()
                     .map(|name| Ok((name.clone(), store::custodians::load(tx, name)?)))
                     .collect::<Result<Vec<_>, StoreError>>()?;
-                Ok((members, store::keys::with_label(tx, &label)?))
+                let taken = match store::keys::with_label(tx, &label)? {
+                    Some(key_id) => store::keys::load(tx, &key_id)?,
+                    None => None,
+                };
+                Ok((members, taken))
             })
             .await?;
         if let Some(existing) = label_taken {
             return Err(CeremonyError::FailedPrecondition(format!(
-                "label {:?} is already used by key {existing}; choose another label",
-                request.label
+                "label {label:?} is already used by key {} (created {} in ceremony {}, {}): if you are retrying an interrupted `rkm key create`, that ceremony completed — `rkm key show {label}` shows the key, and its custodians fetch their shares as usual; otherwise choose another label",
+                existing.key_id,
+                existing.created_at,
+                existing.ceremony_id,
+                KeyState::parse(&existing.state).as_str(),
+                label = request.label,
             )));
         }
         let mut enrolled = Vec::with_capacity(members.len());
