@@ -94,7 +94,8 @@ impl VerificationFailed {
     }
 }
 
-/// rkmd answered but cannot serve what it is for (its HSM is failing).
+/// rkmd answered but cannot serve what it is for: its HSM is failing, or it
+/// stopped in the middle of an answer.
 /// Ends the command with [`Exit::Unavailable`] (3).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

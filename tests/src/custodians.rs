@@ -577,6 +577,40 @@ pub fn open_small_recovery(daemon: &Daemon, label: &str, request: &Path) -> Valu
     )
 }
 
+/// Opens a one-hour recovery of key `label` for `count` devices listed in a
+/// manifest (`meter-0000000`, …) as the staff; returns its ceremony id.
+#[track_caller]
+pub fn open_manifest_recovery(daemon: &Daemon, dir: &Path, label: &str, count: usize) -> String {
+    let request = small_request_file(dir, &format!("{count:08x}"));
+    let text = std::fs::read_to_string(&request)
+        .unwrap()
+        .replace("targets = [\"meter-1\", \"meter-2\"]\n", "");
+    std::fs::write(&request, text).unwrap();
+    let manifest = dir.join(format!("targets-{count}.txt"));
+    let lines: String = (0..count).map(|i| format!("meter-{i:07}\n")).collect();
+    std::fs::write(&manifest, lines).unwrap();
+    let opened = assert_ok_json(
+        &daemon
+            .rkm(&[
+                "recovery",
+                "open",
+                "--key",
+                label,
+                "--request",
+                path_str(&request),
+                "--targets",
+                path_str(&manifest),
+                "--expires",
+                "1h",
+                "--output",
+                "json",
+            ])
+            .unwrap(),
+        "recovery open",
+    );
+    opened["ceremony_id"].as_str().unwrap().to_owned()
+}
+
 /// Opens a one-hour drill of key `label` as the staff; returns its JSON
 /// report.
 #[track_caller]

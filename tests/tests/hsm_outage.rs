@@ -15,8 +15,8 @@ use rkm_client::connect::Target;
 use rkm_tests::Daemon;
 use rkm_tests::custodians::{
     Custodian, assert_fails, assert_ok, assert_ok_json, audit_key, custodians_with_fast_identities,
-    enrol_and_create_key, fetch_all, open_small_recovery, path_str, small_request_file,
-    wait_for_audit_entry, wait_for_recovery_state,
+    enrol_and_create_key, fetch_all, open_manifest_recovery, open_small_recovery, path_str,
+    small_request_file, wait_for_audit_entry, wait_for_recovery_state,
 };
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -238,42 +238,10 @@ fn a_token_that_goes_away_is_reported_refused_and_served_again_once_it_is_back()
     );
 }
 
-/// Opens a recovery of `count` targets listed in a manifest.
-fn open_large(daemon: &Daemon, dir: &std::path::Path, count: usize) -> String {
-    let request = small_request_file(dir, "0c");
-    let text = std::fs::read_to_string(&request)
-        .unwrap()
-        .replace("targets = [\"meter-1\", \"meter-2\"]\n", "");
-    std::fs::write(&request, text).unwrap();
-    let manifest = dir.join("targets.txt");
-    let lines: String = (0..count).map(|i| format!("meter-{i:07}\n")).collect();
-    std::fs::write(&manifest, lines).unwrap();
-    let opened = assert_ok_json(
-        &daemon
-            .rkm(&[
-                "recovery",
-                "open",
-                "--key",
-                LABEL,
-                "--request",
-                path_str(&request),
-                "--targets",
-                path_str(&manifest),
-                "--expires",
-                "1h",
-                "--output",
-                "json",
-            ])
-            .unwrap(),
-        "recovery open",
-    );
-    opened["ceremony_id"].as_str().unwrap().to_owned()
-}
-
 #[test]
 fn a_token_lost_while_signing_fails_the_ceremony_by_name_and_the_next_one_signs() {
     let (daemon, dir, custodians) = set_up();
-    let id = open_large(&daemon, dir.path(), 200_000);
+    let id = open_manifest_recovery(&daemon, dir.path(), LABEL, 200_000);
     assert_ok_json(&custodians[0].approve(&daemon, &id), "first approval");
     assert_ok_json(&custodians[1].approve(&daemon, &id), "second approval");
     // Wait until signing has written part of the artefact, then pull the token.

@@ -15,7 +15,7 @@ use rkm_proto::v1::{CollectArtefactRequest, RecoveryState, RecoverySummary};
 use serde::Serialize;
 
 use crate::connect::Target;
-use crate::exit::RpcResultExt as _;
+use crate::exit::{NotServing, RpcResultExt as _};
 use crate::output::{OutputFormat, emit, print_json};
 use crate::recovery_ceremony::{get_recovery, refused};
 use crate::ui::{Unit, progress_bar, recovery_state_name};
@@ -308,6 +308,7 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
     let commands = |lines: u64| lines.saturating_sub(HEADER_LINES).min(summary.target_count);
     let bar = progress_bar(summary.target_count, Unit::Commands, "collecting");
     bar.set_position(commands(partial.lines));
+    let mut complete_size = None;
     while let Some(chunk) = stream
         .message()
         .await
@@ -321,19 +322,40 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
         })?
     {
         partial.append(chunk.offset, &chunk.data, &args.ceremony_id, &bar)?;
+        if chunk.total_size > 0 {
+            complete_size = Some(chunk.total_size);
+        }
         bar.set_position(commands(partial.lines));
     }
     let (locked, offset, discarded) = partial.finish()?;
     bar.finish_and_clear();
-
-    let done = get_recovery(
+    let kept = || {
+        format!(
+            "{offset} bytes are kept in {}: run the same command again once rkmd serves, and it resumes",
+            partial_path.display()
+        )
+    };
+    let asked = get_recovery(
         &mut client,
         rkm_proto::v1::GetRecoveryRequest {
             ceremony_id: args.ceremony_id.clone(),
             ..Default::default()
         },
     )
-    .await?;
+    .await;
+    let done = match asked {
+        Ok(done) => done,
+        // rkmd ends its streams when it stops (SIGTERM), and is gone by the
+        // time it would be asked whether the bundle was whole.
+        Err(error) if complete_size != Some(offset) => {
+            return Err(NotServing::error(format!(
+                "rkmd ended the stream before the artefact of ceremony {} was complete and no longer answers ({error:#}): it is stopping or was stopped; {}",
+                args.ceremony_id,
+                kept()
+            )));
+        }
+        Err(error) => return Err(error.context(kept())),
+    };
     move_into_place(&done, offset, &partial_path, &file_path)?;
     drop(locked);
     let report = CollectReport {
