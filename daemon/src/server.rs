@@ -204,6 +204,7 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
                 .and_then(|served| served.map_err(DaemonError::from));
         }
     }
+    services.stop_artefact_collectors();
     let _ = stop_sender.send(true);
     while let Some(ended) = servers.join_next().await {
         if let Ok(Err(error)) = ended {

@@ -98,7 +98,9 @@ pub fn ceremony_status(error: CeremonyError) -> Status {
             Status::failed_precondition(error.to_string())
         }
         CeremonyError::PermissionDenied(_) => Status::permission_denied(error.to_string()),
-        CeremonyError::NoSpace(_) => Status::unavailable(error.to_string()),
+        CeremonyError::NoSpace(_) | CeremonyError::Stopping(_) => {
+            Status::unavailable(error.to_string())
+        }
         CeremonyError::Hsm(error) => hsm_status(error),
         CeremonyError::Audit(error) => audit_status(error),
         CeremonyError::Store(error) => store_status(error),

@@ -40,6 +40,8 @@ type StateChanges = u64;
 #[derive(Debug, Default, Clone)]
 pub struct ArtefactWakeups {
     waiting: Arc<Mutex<HashMap<String, watch::Sender<StateChanges>>>>,
+    /// Set when rkmd stops: every collector ends its stream then.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ArtefactWakeups {
@@ -74,6 +76,20 @@ impl ArtefactWakeups {
                 sender.send_modify(change);
             }
         }
+    }
+
+    /// Ends every collector's stream: rkmd is stopping, and a stream left
+    /// open would hold the shutdown until its ceremony finished signing.
+    fn stop_all(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for sender in self.lock().values() {
+            sender.send_modify(|_| {});
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, watch::Sender<StateChanges>>> {
@@ -164,6 +180,14 @@ impl Services {
     pub(super) fn wake_artefact_collectors(&self, ceremony_id: &str) {
         if let Some(runtime) = self.recovery.as_deref() {
             runtime.artefact_wakeups.state_changed(ceremony_id);
+        }
+    }
+
+    /// Ends the streams of every collector (at shutdown); they resume
+    /// from where they are when run again.
+    pub fn stop_artefact_collectors(&self) {
+        if let Some(runtime) = self.recovery.as_deref() {
+            runtime.artefact_wakeups.stop_all();
         }
     }
 
@@ -280,9 +304,20 @@ impl Collector {
     /// Waits for the signer's next flush or change of state; returns at once
     /// if one happened since the last wait (or since subscribing).
     async fn wait_for_signer(&mut self) -> Result<(), CeremonyError> {
-        self.wake.changed().await.map_err(|_| {
-            CeremonyError::Internal("the artefact wake-ups stopped: rkmd is stopping".to_owned())
-        })?;
+        let stopping = || {
+            CeremonyError::Stopping(format!(
+                "rkmd is stopping; {} bytes of the artefact of {} were sent: run the same collect again once rkmd serves, and it resumes",
+                self.offset, self.ceremony_id
+            ))
+        };
+        let wakeups = self.services.artefact_wakeups()?;
+        if wakeups.stopping() {
+            return Err(stopping());
+        }
+        self.wake.changed().await.map_err(|_| stopping())?;
+        if wakeups.stopping() {
+            return Err(stopping());
+        }
         let state_changes = *self.wake.borrow_and_update();
         if state_changes != self.seen_state_changes {
             self.seen_state_changes = state_changes;

@@ -38,6 +38,9 @@ pub enum CeremonyError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// rkmd is stopping: the caller should retry once it serves again.
+    #[error("{0}")]
+    Stopping(String),
     #[error("{0}")]
     Internal(String),
 }

@@ -224,25 +224,37 @@ pub fn supervise(shared: &Arc<Shared>) {
     }
 }
 
-/// Checks that the token still shows rkm's audit key, on the supervisor's own
-/// session (the last slot of the generation).
-fn probe(shared: &Shared) -> Result<(), HsmError> {
-    let Some(public_key) = shared.expected_audit_key() else {
-        return Ok(());
-    };
+/// Runs `op` on the control session (the last slot of the generation, the
+/// supervisor's): for the probe and for reads that must not queue behind the
+/// workers' jobs. Blocking.
+pub fn on_control_session<T>(
+    shared: &Shared,
+    operation: &'static str,
+    op: impl Fn(&Context<'_>) -> super::ops::OpResult<T>,
+) -> Result<T, HsmError> {
     let generation = shared
         .current
         .read()
         .unwrap_or_else(PoisonError::into_inner);
-    let probe_slot = generation.sessions.len() - 1;
+    let control = generation.sessions.len() - 1;
     run_in_session(
         &generation,
-        probe_slot,
+        control,
         &shared.config,
-        "health probe",
+        operation,
         Retry::OnceAfterReopen,
-        &|ctx: &Context<'_>| ctx.audit_key_present(&public_key),
+        &op,
     )
+}
+
+/// Checks that the token still shows rkm's audit key.
+fn probe(shared: &Shared) -> Result<(), HsmError> {
+    let Some(public_key) = shared.expected_audit_key() else {
+        return Ok(());
+    };
+    on_control_session(shared, "health probe", |ctx| {
+        ctx.audit_key_present(&public_key)
+    })
 }
 
 /// Replaces the generation: closes its sessions, finalizes and initialises

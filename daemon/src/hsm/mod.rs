@@ -595,15 +595,27 @@ impl Hsm {
     ///
     /// # Errors
     /// The HSM fails.
+    ///
+    /// Runs on the supervisor's session, not through the workers' queue: a
+    /// status read must not wait behind a recovery's signing batches.
     pub async fn count_objects(&self) -> Result<ObjectCounts, HsmError> {
-        self.submit("count objects", Retry::OnceAfterReopen, |session| {
-            let (session_objects, token_objects) = ops::count_objects(session)?;
-            Ok(ObjectCounts {
-                session_objects,
-                token_objects,
+        if let Some(outage) = self.inner.shared.outage() {
+            return Err(HsmError::Unavailable {
+                cause: outage.cause,
+            });
+        }
+        let shared = Arc::clone(&self.inner.shared);
+        tokio::task::spawn_blocking(move || {
+            health::on_control_session(&shared, "count objects", |session| {
+                let (session_objects, token_objects) = ops::count_objects(session)?;
+                Ok(ObjectCounts {
+                    session_objects,
+                    token_objects,
+                })
             })
         })
         .await
+        .map_err(|_| HsmError::ShutDown)?
     }
 }
 

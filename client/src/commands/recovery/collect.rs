@@ -345,6 +345,14 @@ pub async fn run(args: CollectArgs, target: &Target, output: OutputFormat) -> an
     .await;
     let done = match asked {
         Ok(done) => done,
+        // The stream carried the completed bundle's size and all of it came:
+        // that is what the store would say; rkmd merely stopped since.
+        Err(_) if complete_size == Some(offset) => RecoverySummary {
+            state: RecoveryState::Completed as i32,
+            artefact_size: offset,
+            signed_count: summary.target_count,
+            ..summary.clone()
+        },
         // rkmd ends its streams when it stops (SIGTERM), and is gone by the
         // time it would be asked whether the bundle was whole.
         Err(error) if complete_size != Some(offset) => {
