@@ -577,10 +577,9 @@ pub fn open_small_recovery(daemon: &Daemon, label: &str, request: &Path) -> Valu
     )
 }
 
-/// Opens a one-hour recovery of key `label` for `count` devices listed in a
-/// manifest (`meter-0000000`, …) as the staff; returns its ceremony id.
-#[track_caller]
-pub fn open_manifest_recovery(daemon: &Daemon, dir: &Path, label: &str, count: usize) -> String {
+/// A request file without targets and a manifest of `count` device ids
+/// (`meter-0000000`, …) beside it, for `rkm recovery open --targets`.
+pub fn manifest_request_files(dir: &Path, count: usize) -> (PathBuf, PathBuf) {
     let request = small_request_file(dir, &format!("{count:08x}"));
     let text = std::fs::read_to_string(&request)
         .unwrap()
@@ -589,6 +588,14 @@ pub fn open_manifest_recovery(daemon: &Daemon, dir: &Path, label: &str, count: u
     let manifest = dir.join(format!("targets-{count}.txt"));
     let lines: String = (0..count).map(|i| format!("meter-{i:07}\n")).collect();
     std::fs::write(&manifest, lines).unwrap();
+    (request, manifest)
+}
+
+/// Opens a one-hour recovery of key `label` for `count` devices listed in a
+/// manifest (`meter-0000000`, …) as the staff; returns its ceremony id.
+#[track_caller]
+pub fn open_manifest_recovery(daemon: &Daemon, dir: &Path, label: &str, count: usize) -> String {
+    let (request, manifest) = manifest_request_files(dir, count);
     let opened = assert_ok_json(
         &daemon
             .rkm(&[

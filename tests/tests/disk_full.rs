@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rkm_tests::custodians::{
     Custodian, assert_fails, assert_ok, assert_ok_json, audit_key, custodians_with_fast_identities,
-    enrol_and_create_key, fetch_all, path_str, small_request_file, wait_for_audit_entry,
+    enrol_and_create_key, fetch_all, manifest_request_files, path_str, wait_for_audit_entry,
     wait_for_recovery_state,
 };
 use rkm_tests::{Daemon, DaemonBuilder};
@@ -75,14 +75,7 @@ impl Setup {
     }
 
     fn open(&self, count: usize) -> std::process::Output {
-        let request = small_request_file(self.dir.path(), &format!("{count:08x}"));
-        let text = std::fs::read_to_string(&request)
-            .unwrap()
-            .replace("targets = [\"meter-1\", \"meter-2\"]\n", "");
-        std::fs::write(&request, text).unwrap();
-        let manifest = self.dir.path().join(format!("targets-{count}.txt"));
-        let lines: String = (0..count).map(|i| format!("meter-{i:07}\n")).collect();
-        std::fs::write(&manifest, lines).unwrap();
+        let (request, manifest) = manifest_request_files(self.dir.path(), count);
         self.daemon
             .rkm(&[
                 "recovery",
