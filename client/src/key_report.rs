@@ -4,7 +4,7 @@
 
 use rkm_proto::fingerprint::fingerprint;
 use rkm_proto::v1::key_service_client::KeyServiceClient;
-use rkm_proto::v1::{KeySummary, ListKeysRequest};
+use rkm_proto::v1::{KeySummary, ListKeysRequest, QuorumHealth};
 use serde::Serialize;
 use tonic::transport::Channel;
 
@@ -33,8 +33,16 @@ pub struct KeyReport {
     /// Custodians who attested their share within the window.
     pub attested_recently: u32,
     pub attestation_window_days: u32,
-    /// Fewer recent attestations than the threshold.
+    /// Custodians whose share counts toward a quorum now: enabled and
+    /// attested within the window (rkmd's judgement).
+    pub usable_custodians: u32,
+    /// "healthy", "one loss from gone", "at risk" or "awaiting receipts".
+    pub quorum_health: &'static str,
+    /// Fewer usable custodians than the threshold.
     pub quorum_at_risk: bool,
+    /// End of the receipt window while the key awaits receipts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipts_due: Option<String>,
 }
 
 /// One custodian's receipt.
@@ -46,6 +54,10 @@ pub struct ReceiptReport {
     /// Their latest share attestation.
     pub attested_at: Option<String>,
     pub attested_recently: bool,
+    /// Enabled here (a disabled custodian's approval is refused).
+    pub enabled: bool,
+    /// Counts toward a quorum now.
+    pub usable: bool,
 }
 
 impl From<KeySummary> for KeyReport {
@@ -70,6 +82,8 @@ impl From<KeySummary> for KeyReport {
                     received_at: (!receipt.received_at.is_empty()).then_some(receipt.received_at),
                     attested_at: (!receipt.attested_at.is_empty()).then_some(receipt.attested_at),
                     attested_recently: receipt.attested_recently,
+                    enabled: receipt.enabled,
+                    usable: receipt.usable,
                 })
                 .collect(),
             missing,
@@ -79,27 +93,42 @@ impl From<KeySummary> for KeyReport {
             ceremony_id: key.ceremony_id,
             created_at: key.created_at,
             record_audit_key: (!key.record_audit_key.is_empty()).then_some(key.record_audit_key),
-            quorum_at_risk: key.attested_recently < key.threshold,
+            quorum_health: quorum_health_name(key.quorum_health),
+            quorum_at_risk: key.quorum_health == QuorumHealth::AtRisk as i32,
+            usable_custodians: key.usable_custodians,
+            receipts_due: (!key.receipts_due.is_empty()).then_some(key.receipts_due),
             attested_recently: key.attested_recently,
             attestation_window_days: key.attestation_window_days,
         }
     }
 }
 
-/// "2 of 3 custodians in the last 90 days (threshold 2)", flagged when a
-/// quorum is at risk.
+fn quorum_health_name(health: i32) -> &'static str {
+    match QuorumHealth::try_from(health) {
+        Ok(QuorumHealth::Healthy) => "healthy",
+        Ok(QuorumHealth::OneLossFromGone) => "one loss from gone",
+        Ok(QuorumHealth::AtRisk) => "at risk",
+        Ok(QuorumHealth::AwaitingReceipts) => "awaiting receipts",
+        _ => "unknown",
+    }
+}
+
+/// "2 of 3 custodians usable (enabled, attested in the last 90 days;
+/// threshold 2)", with a warning when the quorum is at risk or one loss
+/// from it.
 pub fn attestation_summary(key: &KeyReport) -> String {
+    let warning = match key.quorum_health {
+        "at risk" => " — QUORUM AT RISK: fewer usable custodians than the threshold; custodians, check and attest your share (rkm share verify --attest), or move the key to new custodians".to_owned(),
+        "one loss from gone" => " — WARNING: exactly the threshold is left; one more loss and the key cannot be recovered".to_owned(),
+        "awaiting receipts" => format!(
+            " — awaiting receipts until {}",
+            key.receipts_due.as_deref().unwrap_or("the end of the receipt window")
+        ),
+        _ => String::new(),
+    };
     format!(
-        "{} of {} custodians in the last {} days (threshold {}){}",
-        key.attested_recently,
-        key.custodian_count,
-        key.attestation_window_days,
-        key.threshold,
-        if key.quorum_at_risk {
-            " — QUORUM AT RISK: custodians, check and attest your share (rkm share verify --attest)"
-        } else {
-            ""
-        }
+        "{} of {} custodians usable (enabled, attested in the last {} days; threshold {}){warning}",
+        key.usable_custodians, key.custodian_count, key.attestation_window_days, key.threshold,
     )
 }
 

@@ -139,16 +139,19 @@ fn attestations_count_against_the_threshold_and_every_bad_one_is_refused_and_aud
     assert_ok(&stranger.enrol(&daemon), "enrol mallory");
     let (alice, bob, carol) = (&custodians[0], &custodians[1], &custodians[2]);
 
-    // Nobody holds a checked share yet: the quorum is at risk, and status
-    // says so.
+    // Nobody holds a checked share yet, but the custodians are within their
+    // receipt window: the key awaits them and is not called at risk.
     let keys = status(&daemon)["keys"].clone();
     assert_eq!(keys[0]["label"], LABEL, "{keys}");
     assert_eq!(keys[0]["attested_recently"], 0);
+    assert_eq!(keys[0]["usable_custodians"], 0);
     assert_eq!(keys[0]["threshold"], 2);
     assert_eq!(keys[0]["attestation_window_days"], 90);
-    assert_eq!(keys[0]["quorum_at_risk"], true);
+    assert_eq!(keys[0]["quorum_health"], "awaiting receipts");
+    assert_eq!(keys[0]["quorum_at_risk"], false);
     let text = assert_ok(&daemon.rkm(&["status"]).unwrap(), "status");
-    assert!(text.contains("QUORUM AT RISK"), "{text}");
+    assert!(text.contains("awaiting receipts until"), "{text}");
+    assert!(!text.contains("QUORUM AT RISK"), "{text}");
 
     // A receipt follows the same offline check: it is the first attestation.
     fetch_all(&daemon, &custodians[..1], LABEL, &[]);
@@ -162,19 +165,20 @@ fn attestations_count_against_the_threshold_and_every_bad_one_is_refused_and_aud
     assert_eq!(report["key_id"], key_id.as_str());
     assert_eq!(report["custodian"], "alice");
     assert_eq!(report["attested_recently"], 1);
-    assert_eq!(report["quorum_at_risk"], true);
+    assert_eq!(report["quorum_health"], "awaiting receipts");
     wait_for_next_second();
     let text = assert_ok(
         &alice.verify(&daemon, LABEL, &["--attest"]),
         "share verify --attest",
     );
     assert!(
-        text.contains("attested    sent; 1 of 3 custodians") && text.contains("QUORUM AT RISK"),
+        text.contains("attested    sent; 1 of 3 custodians usable"),
         "{text}"
     );
     fetch_all(&daemon, &custodians[1..], LABEL, &[]);
     let keys = status(&daemon)["keys"].clone();
     assert_eq!(keys[0]["attested_recently"], 3);
+    assert_eq!(keys[0]["quorum_health"], "healthy");
     assert_eq!(keys[0]["quorum_at_risk"], false);
     let text = assert_ok(&daemon.rkm(&["status"]).unwrap(), "status");
     assert!(!text.contains("QUORUM AT RISK"), "{text}");

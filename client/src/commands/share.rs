@@ -90,6 +90,9 @@ pub struct AttestReport {
     pub attested_recently: u32,
     pub threshold: u32,
     pub attestation_window_days: u32,
+    /// Custodians whose share a quorum can use now (enabled, attested).
+    pub usable_custodians: u32,
+    pub quorum_health: &'static str,
     pub quorum_at_risk: bool,
 }
 
@@ -386,6 +389,8 @@ async fn attest(
         attested_recently: key.attested_recently,
         threshold: key.threshold,
         attestation_window_days: key.attestation_window_days,
+        usable_custodians: key.usable_custodians,
+        quorum_health: key.quorum_health,
         quorum_at_risk: key.quorum_at_risk,
     };
     match output {

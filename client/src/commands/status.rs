@@ -50,6 +50,9 @@ pub struct KeyAttestationReport {
     pub custodians: usize,
     pub attested_recently: u32,
     pub attestation_window_days: u32,
+    /// Enabled and attested within the window: the shares a quorum can use.
+    pub usable_custodians: u32,
+    pub quorum_health: &'static str,
     pub quorum_at_risk: bool,
     #[serde(skip)]
     pub summary: String,
@@ -100,6 +103,8 @@ pub async fn run(target: &Target, output: OutputFormat) -> anyhow::Result<()> {
             custodians: key.custodian_count,
             attested_recently: key.attested_recently,
             attestation_window_days: key.attestation_window_days,
+            usable_custodians: key.usable_custodians,
+            quorum_health: key.quorum_health,
             quorum_at_risk: key.quorum_at_risk,
         })
         .collect();

@@ -5,13 +5,14 @@ use rkm_proto::v1::key_service_server::KeyService;
 use rkm_proto::v1::{
     AttestShareRequest, AttestShareResponse, CreateKeyRequest, CreateKeyResponse,
     FetchEnvelopeRequest, FetchEnvelopeResponse, GetKeyRequest, GetKeyResponse, ImportKeyRequest,
-    ImportKeyResponse, KeyState, KeySummary, ListKeysRequest, ListKeysResponse, ReceiptStatus,
-    SubmitReceiptRequest, SubmitReceiptResponse,
+    ImportKeyResponse, KeyState, KeySummary, ListKeysRequest, ListKeysResponse,
+    QuorumHealth as ProtoQuorumHealth, ReceiptStatus, SubmitReceiptRequest, SubmitReceiptResponse,
 };
 use tonic::{Request, Response, Status};
 
 use super::{actor, ceremony_status};
 use crate::ceremony::Services;
+use crate::ceremony::keygen::quorum::{QuorumHealth, quorum_view};
 use crate::ceremony::keygen::{self, KeyRequest};
 
 /// Serves [`KeyService`].
@@ -29,6 +30,7 @@ fn to_proto(key: keygen::KeySummary, attestation_window_days: u32) -> KeySummary
             .is_some_and(|(_, unix)| now.saturating_sub(*unix) <= window)
     };
     let attested_recently = key.receipts.iter().filter(|r| recent(&r.attested)).count();
+    let quorum = quorum_view(&key, attestation_window_days, now);
     KeySummary {
         key_id: key.key_id,
         label: key.label,
@@ -42,8 +44,11 @@ fn to_proto(key: keygen::KeySummary, attestation_window_days: u32) -> KeySummary
         receipts: key
             .receipts
             .into_iter()
-            .map(|receipt| ReceiptStatus {
+            .zip(&quorum.usable)
+            .map(|(receipt, usable)| ReceiptStatus {
                 attested_recently: recent(&receipt.attested),
+                enabled: receipt.enabled,
+                usable: *usable,
                 custodian: receipt.custodian,
                 received: receipt.received_at.is_some(),
                 received_at: receipt.received_at.unwrap_or_default(),
@@ -55,6 +60,14 @@ fn to_proto(key: keygen::KeySummary, attestation_window_days: u32) -> KeySummary
         record_audit_key: key.record_audit_key,
         attested_recently: u32::try_from(attested_recently).unwrap_or(u32::MAX),
         attestation_window_days,
+        usable_custodians: quorum.usable_count,
+        quorum_health: match quorum.health {
+            QuorumHealth::Healthy => ProtoQuorumHealth::Healthy,
+            QuorumHealth::OneLossFromGone => ProtoQuorumHealth::OneLossFromGone,
+            QuorumHealth::AtRisk => ProtoQuorumHealth::AtRisk,
+            QuorumHealth::AwaitingReceipts => ProtoQuorumHealth::AwaitingReceipts,
+        } as i32,
+        receipts_due: quorum.receipts_due.unwrap_or_default(),
     }
 }
 

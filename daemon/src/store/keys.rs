@@ -29,6 +29,8 @@ pub struct Receipt {
     pub received_at: Option<String>,
     /// The custodian's latest share attestation: RFC 3339 and Unix seconds.
     pub attested: Option<(String, u64)>,
+    /// Whether the custodian is enrolled and enabled here.
+    pub enabled: bool,
 }
 
 /// A key to store.
@@ -92,7 +94,9 @@ pub fn load(tx: &Tx<'_>, key: &str) -> Result<Option<KeyRow>, StoreError> {
         return Ok(None);
     };
     let mut statement = connection.prepare_cached(
-        "SELECT custodian, received_at, attested_at, attested_unix FROM key_custodians WHERE key_id = ?1 ORDER BY x",
+        "SELECT kc.custodian, kc.received_at, kc.attested_at, kc.attested_unix, COALESCE(c.enabled, 0)
+         FROM key_custodians kc LEFT JOIN custodians c ON c.name = kc.custodian
+         WHERE kc.key_id = ?1 ORDER BY kc.x",
     )?;
     row.receipts = statement
         .query_map([&row.key_id], |row| {
@@ -102,6 +106,7 @@ pub fn load(tx: &Tx<'_>, key: &str) -> Result<Option<KeyRow>, StoreError> {
                 custodian: row.get(0)?,
                 received_at: (!received_at.is_empty()).then_some(received_at),
                 attested: (!attested_at.is_empty()).then(|| (attested_at, row.get(3).unwrap_or(0))),
+                enabled: row.get::<_, i64>(4)? != 0,
             })
         })?
         .collect::<Result<_, _>>()?;

@@ -12,6 +12,7 @@
 mod envelopes;
 mod expiry;
 mod generate;
+pub mod quorum;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
