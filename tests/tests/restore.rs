@@ -8,7 +8,7 @@ use std::path::Path;
 
 use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
 use p256::ecdsa::{Signature, VerifyingKey};
-use p256::pkcs8::DecodePublicKey as _;
+use p256::pkcs8::{DecodePrivateKey as _, DecodePublicKey as _, EncodePublicKey as _};
 use rkm_daemon::hsm::{Hsm, HsmConfig, HsmError};
 use rkm_daemon::secrets::{KekBytes, UserPin};
 use rkm_proto::checkpoint::VerifierKey;
@@ -16,6 +16,7 @@ use rkm_proto::kek_check::kek_matches;
 use rkm_proto::key_record::{KeyRecord, SignedKeyRecord};
 use rkm_proto::secret::Share;
 use rkm_proto::shamir;
+use rkm_proto::sharing::wrap::unwrap_pkcs8_strict;
 use rkm_tests::custodians::{
     Custodian, NAMES, audit_key, custodians, enrol_and_create_key, fetch_all, pick_shares, subsets,
 };
@@ -83,6 +84,16 @@ fn every_quorum_restores_the_key_into_another_hsm_and_no_smaller_set_does() {
             assert!(
                 kek_matches(&kek, &record.kek_check_value),
                 "quorum {quorum:?}: KEK check value"
+            );
+            // Outside any HSM (aes-kw, and DER read strictly): exactly one
+            // PrivateKeyInfo of the recovery key, nothing after it.
+            let der = unwrap_pkcs8_strict(&kek, &record.wrapped_key)
+                .unwrap_or_else(|e| panic!("quorum {quorum:?}: {e}"));
+            let private = p256::SecretKey::from_pkcs8_der(&der).unwrap();
+            assert_eq!(
+                private.public_key().to_public_key_der().unwrap().as_bytes(),
+                record.public_key_spki.as_slice(),
+                "quorum {quorum:?}: the wrapped key is the record's key"
             );
             let kek_object = hsm
                 .import_kek(KekBytes::from_bytes(kek.expose_secret()))

@@ -9,3 +9,4 @@ pub mod kek_check;
 pub mod messages;
 pub mod secret;
 pub mod shamir;
+pub mod wrap;

@@ -12,6 +12,7 @@ use rkm_proto::envelope::{EnvelopeContents, seal};
 use rkm_proto::key_record::{KeyCustodian, KeyRecord, SignedKeyRecord, key_id_for};
 use rkm_proto::secret::Kek;
 use rkm_proto::shamir::{self, Threshold};
+use rkm_proto::sharing::wrap::WrapCheck;
 
 use super::super::custodians::Custodian;
 use super::super::state::{CeremonyKind, CeremonyState, KeyState, transition};
@@ -267,7 +268,10 @@ impl Services {
         let kek = Kek::from_bytes(kek_bytes.expose_secret());
         let kek_object = self.hsm.import_kek(kek_bytes).await?;
         objects.push(kek_object.into());
-        let wrapped_key = self.hsm.wrap(kek_object, key.private).await?;
+        let hsm_blob = self.hsm.wrap(kek_object, key.private).await?;
+        let wrapped_key = self
+            .exact_wrapped_key(&kek, kek_object, hsm_blob, &key.public_key_spki, objects)
+            .await?;
 
         // One seed for the polynomial, one salt per share, all from the HSM.
         let randomness = self.hsm.random(32 * (1 + members.len())).await?;
@@ -343,6 +347,37 @@ impl Services {
             envelopes,
             possession_keys,
         })
+    }
+
+    /// The wrapped key as any HSM accepts it: exactly one PrivateKeyInfo of
+    /// this key inside the RFC 5649 wrap (see `rkm_proto::sharing::wrap`).
+    /// A blob rewrapped in software is unwrapped by the HSM once before it is
+    /// kept, so the record never holds a blob this HSM cannot restore.
+    async fn exact_wrapped_key(
+        &self,
+        kek: &Kek,
+        kek_object: crate::hsm::KekKey,
+        hsm_blob: Vec<u8>,
+        public_key_spki: &[u8],
+        objects: &mut Vec<HsmObject>,
+    ) -> Result<Vec<u8>, CeremonyError> {
+        let checked = rkm_proto::sharing::wrap::exact_wrapped_key(kek, &hsm_blob, public_key_spki)
+            .map_err(|e| {
+                CeremonyError::Internal(format!("the HSM's wrapped key failed its check: {e}"))
+            })?;
+        match checked {
+            WrapCheck::Exact => Ok(hsm_blob),
+            WrapCheck::Rewrapped(exact) => {
+                tracing::info!(
+                    hsm_blob_len = hsm_blob.len(),
+                    exact_blob_len = exact.len(),
+                    "the HSM padded the PKCS#8 inside its wrap; the exact DER was wrapped again under the same KEK"
+                );
+                let unwrapped = self.hsm.unwrap(kek_object, exact.clone()).await?;
+                objects.push(unwrapped.into());
+                Ok(exact)
+            }
+        }
     }
 
     /// Stores the key, its custodians' commitments and envelopes, in one
