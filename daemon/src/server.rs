@@ -136,6 +136,7 @@ pub async fn serve(settings: Settings) -> Result<(), DaemonError> {
         roles,
         guard: guard.clone(),
         custodians: custodians.clone(),
+        hsm: hsm.clone(),
     }));
     hsm.supervise(audit_key);
     let routes = routes(

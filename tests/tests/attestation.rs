@@ -17,7 +17,7 @@ use rkm_proto::v1::key_service_client::KeyServiceClient;
 use rkm_tests::Daemon;
 use rkm_tests::custodians::{
     Custodian, assert_fails, assert_ok, assert_ok_json, custodians_with_fast_identities,
-    enrol_and_create_key, fetch_all, show_key,
+    enrol_and_create_key, fetch_all, show_key, wait_for_audit_entry,
 };
 use serde_json::Value;
 
@@ -307,31 +307,19 @@ fn attestations_count_against_the_threshold_and_every_bad_one_is_refused_and_aud
     );
     // The disabled custodian never reaches the attestation check: the access
     // layer refuses her request and records who it was.
-    let access = assert_ok_json(
-        &daemon
-            .rkm(&[
-                "audit",
-                "show",
-                "--action",
-                "access.refused",
-                "--output",
-                "json",
-            ])
-            .unwrap(),
-        "audit show access.refused",
-    );
-    assert!(
-        access
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|entry| entry["actor"] == "custodian:carol"
+    // Entries show once a checkpoint covers them: wait for it.
+    wait_for_audit_entry(
+        &daemon,
+        "access.refused",
+        "carol's refused attestation",
+        |entry| {
+            entry["actor"] == "custodian:carol"
                 && entry["outcome"] == "refused"
                 && entry["details"]["reason"]
                     .as_str()
                     .unwrap_or("")
-                    .contains("disabled")),
-        "{access}"
+                    .contains("disabled")
+        },
     );
 }
 

@@ -209,6 +209,18 @@ fn a_token_that_goes_away_is_reported_refused_and_served_again_once_it_is_back()
     wait_for_recovery_state(&daemon, &id, "completed", Duration::from_secs(60));
 
     // The refusals are in the log, and the log verifies whole.
+    for method in [
+        "/rkm.v1.KeyService/CreateKey",
+        "/rkm.v1.RecoveryService/OpenRecovery",
+    ] {
+        wait_for_audit_entry(&daemon, "access.refused", method, |entry| {
+            entry["details"]["method"].as_str() == Some(method)
+                && entry["details"]["refused_for"].as_str() == Some("hsm unavailable")
+                && entry["details"]["reason"]
+                    .as_str()
+                    .is_some_and(|reason| reason.contains("the HSM is unavailable"))
+        });
+    }
     wait_for_audit_entry(&daemon, "audit.note", "the refused note", |entry| {
         entry["outcome"] == "refused"
             && entry["details"]["reason"]

@@ -22,6 +22,7 @@ use super::peer::PeerInfo;
 use super::policy::{Rule, rule};
 use super::roles::RoleMap;
 use super::{Caller, Identity, Role};
+use crate::hsm::{Hsm, HsmHealth};
 
 /// gRPC binary metadata is base64, padded or not depending on the client.
 const METADATA_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
@@ -36,6 +37,9 @@ pub struct AccessControl {
     pub roles: RoleMap,
     pub guard: Arc<Guard>,
     pub custodians: Arc<CustodianAuthenticator>,
+    /// While it fails, requests the services refuse as Unavailable are
+    /// audited here: they fail before an action's own entry is made.
+    pub hsm: Hsm,
 }
 
 /// Wraps a service in the access checks.
@@ -98,11 +102,60 @@ where
         let control = self.control.clone();
         Box::pin(async move {
             match admit(&control, request).await {
-                Ok(request) => inner.call(request).await.map(bounded_status),
+                Ok(request) => {
+                    let asked = Asked::of(&request);
+                    let response = inner.call(request).await?;
+                    let status = Status::from_header_map(response.headers());
+                    audit_outage_refusal(&control, asked, status).await;
+                    Ok(bounded_status(response))
+                }
                 Err(denied) => Ok(bounded_status(refuse(&control, denied).await)),
             }
         })
     }
+}
+
+/// Who asked for what, kept while the service answers.
+struct Asked {
+    method: String,
+    actor: String,
+    peer: String,
+}
+
+impl Asked {
+    fn of(request: &http::Request<Body>) -> Self {
+        let caller = request.extensions().get::<Caller>();
+        Self {
+            method: request.uri().path().to_owned(),
+            actor: caller.map_or_else(|| "unknown".to_owned(), Caller::actor),
+            peer: caller.map_or_else(|| "unknown".to_owned(), |caller| caller.peer.clone()),
+        }
+    }
+}
+
+/// Records a request refused as Unavailable while the HSM is failing: the
+/// service refused it before building the entry of its action, and a refusal
+/// is always audited (aggregated per burst, as every refusal of the layer).
+async fn audit_outage_refusal(control: &AccessControl, asked: Asked, status: Option<Status>) {
+    let Some(status) = status else {
+        return;
+    };
+    if status.code() != tonic::Code::Unavailable
+        || matches!(control.hsm.health(), HsmHealth::Serving)
+    {
+        return;
+    }
+    control
+        .guard
+        .refused(Refusal {
+            actor: asked.actor,
+            peer: asked.peer,
+            method: asked.method,
+            subject: None,
+            reason: rkm_proto::encoding::text::bounded_message(status.message(), 1024),
+            details: vec![("refused_for", "hsm unavailable".to_owned())],
+        })
+        .await;
 }
 
 /// Longest `grpc-message` sent, in bytes. A message that quotes a huge
