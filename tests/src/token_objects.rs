@@ -1,6 +1,7 @@
 //! What a test token holds, read straight through PKCS#11 from the test
-//! process (rkmd stopped or not: SoftHSM2 keeps its objects in files), and a
-//! way to plant what a crash inside `C_CreateObject` leaves behind. Call
+//! process (rkmd stopped or not: SoftHSM2 keeps its objects in files), a way
+//! to plant what a crash inside `C_CreateObject` leaves behind, and a PIN
+//! change. Call
 //! [`crate::env::use_token_in_this_process`] first.
 
 use anyhow::{Context as _, bail};
@@ -123,4 +124,16 @@ pub fn expect_only_rkm_objects(token: &SoftHsmToken) -> anyhow::Result<Vec<Liste
         bail!("the token holds more or less than rkm's own objects: {listed:#?}");
     }
     Ok(listed)
+}
+
+/// Changes the token's user PIN to `new_pin` (as an HSM administrator would,
+/// under a running rkmd).
+///
+/// # Errors
+/// A PKCS#11 call fails.
+pub fn change_user_pin(token: &SoftHsmToken, new_pin: &str) -> anyhow::Result<()> {
+    with_user_session(token, |session| {
+        session.set_pin(&AuthPin::from(token.user_pin()), &AuthPin::from(new_pin))?;
+        Ok(())
+    })
 }

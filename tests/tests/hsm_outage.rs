@@ -311,3 +311,42 @@ fn a_token_lost_while_signing_fails_the_ceremony_by_name_and_the_next_one_signs(
         entry["subject"] == id.as_str()
     });
 }
+
+#[test]
+fn a_pin_changed_during_an_outage_stops_the_retries_instead_of_locking_it() {
+    let daemon = Daemon::start().unwrap();
+    rkm_tests::env::use_token_in_this_process(&daemon.token);
+    rkm_tests::token_objects::change_user_pin(&daemon.token, "another-pin-4711").unwrap();
+    // rkmd's sessions stay logged in; the next login, after an outage, fails.
+    let files = token_files(&daemon);
+    let aside = daemon.token.dir().join("aside");
+    std::fs::rename(&files, &aside).unwrap();
+    wait_for_status(&daemon, 3, Duration::from_secs(20));
+    std::fs::rename(&aside, &files).unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let shown = loop {
+        let output = status(&daemon);
+        let shown = String::from_utf8_lossy(&output.stdout).into_owned();
+        if shown.contains("rkmd stopped retrying") {
+            assert_eq!(output.status.code(), Some(3), "{shown}");
+            break shown;
+        }
+        assert!(Instant::now() < deadline, "{shown}\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(
+        shown.contains("rejected the user PIN")
+            && shown.contains("correct hsm.pin_file and restart rkmd"),
+        "{shown}"
+    );
+    // One failed login, not one per attempt: the PIN is not locked.
+    let log = daemon.log();
+    let logins_refused = log
+        .lines()
+        .filter(|line| {
+            line.contains("the HSM is still unavailable") && line.contains("rejected the user PIN")
+        })
+        .count();
+    assert_eq!(logins_refused, 1, "{log}");
+}
