@@ -137,8 +137,8 @@ fn the_v1_artefact_and_audit_log_verify_offline_and_a_changed_byte_does_not() {
     let audit_key = expected["audit_key"].as_str().unwrap();
     let record = custodians[0].key_record_file(key_id);
     let artefact = dir.path().join("artefact.rkma");
-    let verified = json_of(
-        &rkm(
+    let verify_artefact = || {
+        rkm(
             dir.path(),
             &[
                 "artefact",
@@ -151,9 +151,9 @@ fn the_v1_artefact_and_audit_log_verify_offline_and_a_changed_byte_does_not() {
                 "--output",
                 "json",
             ],
-        ),
-        "artefact verify",
-    );
+        )
+    };
+    let verified = json_of(&verify_artefact(), "artefact verify");
     assert_eq!(
         verified["target_count"], expected["artefact_targets"],
         "{verified}"
@@ -175,21 +175,5 @@ fn the_v1_artefact_and_audit_log_verify_offline_and_a_changed_byte_does_not() {
         .unwrap();
     bytes[last_line - 10] ^= 0x01;
     std::fs::write(&artefact, bytes).unwrap();
-    assert_fails(
-        &rkm(
-            dir.path(),
-            &[
-                "artefact",
-                "verify",
-                path_str(&artefact),
-                "--key-record",
-                path_str(&record),
-                "--audit-key",
-                audit_key,
-            ],
-        ),
-        7,
-        &[],
-        "a changed golden artefact",
-    );
+    assert_fails(&verify_artefact(), 7, &[], "a changed golden artefact");
 }
