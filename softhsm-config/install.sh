@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs SoftHSM2 when its PKCS#11 module is missing, and the Python gRPC
-# client the interop test runs (tests/python/install.sh), then prints the
+# Installs SoftHSM2 when its PKCS#11 module is missing, Debian's age, and the
+# Python gRPC client the interop test runs (tests/python/install.sh), then prints the
 # module's path. Idempotent: on a machine that has both it only prints the
 # path. Everything else goes to standard error.
 set -euo pipefail
@@ -35,6 +35,19 @@ if ! find_module >/dev/null || ! command -v softhsm2-util >/dev/null; then
   if ! "${sudo_cmd[@]}" apt-get install -y --no-install-recommends softhsm2 >&2; then
     "${sudo_cmd[@]}" apt-get update >&2
     "${sudo_cmd[@]}" apt-get install -y --no-install-recommends softhsm2 >&2
+  fi
+fi
+
+# Debian's age, for the test that a custodian opens their share with stock
+# age alone (tests/tests/age_interop.rs).
+if ! command -v age >/dev/null && command -v apt-get >/dev/null; then
+  sudo_cmd=()
+  if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+  echo "install.sh: installing age with apt-get" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  if ! "${sudo_cmd[@]}" apt-get install -y --no-install-recommends age >&2; then
+    "${sudo_cmd[@]}" apt-get update >&2
+    "${sudo_cmd[@]}" apt-get install -y --no-install-recommends age >&2
   fi
 fi
 

@@ -12,7 +12,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use crate::encoding::wire::{Reader, Writer};
+use crate::encoding::wire::Reader;
 use crate::records::custodian_card::{CardError, CustodianCard, validate_custodian_name};
 
 /// Magic bytes that open the decrypted identity payload.
@@ -33,6 +33,13 @@ pub const WORK_FACTOR_RANGE: std::ops::RangeInclusive<u8> = 1..=30;
 
 /// Human-readable part of an age X25519 secret key (Bech32, BIP 173).
 const AGE_SECRET_KEY_HRP: &str = "age-secret-key-";
+
+/// The first lines of a version 2 payload (a standard age identity file).
+const TEXT_HEADER: &str = "# rkm custodian identity, version 2\n";
+const TEXT_EXPLANATION: &str =
+    "# A standard age identity file: `age -d -i FILE share.age` opens your shares.\n";
+const NAME_PREFIX: &str = "# rkm-name: ";
+const SEED_PREFIX: &str = "# rkm-ed25519-seed: ";
 
 /// Why an identity could not be made, sealed or opened. Never carries key
 /// material or the passphrase.
@@ -271,12 +278,75 @@ impl CustodianIdentity {
         Self::from_payload(&payload)
     }
 
-    /// magic ‖ version ‖ name (u16 length ‖ UTF-8) ‖ Ed25519 seed\[32\] ‖
-    /// age secret key (u16 length ‖ ASCII), in a zeroizing buffer sized up
-    /// front so it never reallocates.
+    /// The version 2 payload: a standard age identity file, so that stock
+    /// `age -d -i FILE share.age` opens this custodian's shares; rkm's name
+    /// and Ed25519 seed ride along as comment lines (age skips them). Built in
+    /// a zeroizing buffer sized up front so it never reallocates.
     fn payload(&self) -> Zeroizing<Vec<u8>> {
         let age_secret = self.age.to_string();
-        let mut out = Writer::with_capacity(MAX_PAYLOAD_LEN);
+        let mut out = Zeroizing::new(Vec::with_capacity(MAX_PAYLOAD_LEN));
+        out.extend_from_slice(TEXT_HEADER.as_bytes());
+        out.extend_from_slice(TEXT_EXPLANATION.as_bytes());
+        out.extend_from_slice(NAME_PREFIX.as_bytes());
+        out.extend_from_slice(self.name.as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(SEED_PREFIX.as_bytes());
+        let seed_hex = Zeroizing::new(hex::encode(self.signing.as_bytes()));
+        out.extend_from_slice(seed_hex.as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(age_secret.expose_secret().as_bytes());
+        out.push(b'\n');
+        out
+    }
+
+    /// Reads the version 2 payload exactly as [`CustodianIdentity::payload`]
+    /// writes it: five lines, in order, nothing else.
+    fn from_text_payload(payload: &[u8]) -> Result<Self, IdentityError> {
+        let damaged = |reason| IdentityError::Damaged { reason };
+        let text = std::str::from_utf8(payload).map_err(|_| damaged("it is not UTF-8 text"))?;
+        let rest = text
+            .strip_prefix(TEXT_HEADER)
+            .and_then(|rest| rest.strip_prefix(TEXT_EXPLANATION))
+            .ok_or(damaged("it does not start with the rkm identity header"))?;
+        let rest = rest
+            .strip_prefix(NAME_PREFIX)
+            .ok_or(damaged("it has no rkm-name line"))?;
+        let (name, rest) = rest.split_once('\n').ok_or(damaged("it is truncated"))?;
+        validate_custodian_name(name)?;
+        let rest = rest
+            .strip_prefix(SEED_PREFIX)
+            .ok_or(damaged("it has no rkm-ed25519-seed line"))?;
+        let (seed_hex, rest) = rest.split_once('\n').ok_or(damaged("it is truncated"))?;
+        let seed_bytes = Zeroizing::new(
+            crate::encoding::hex::decode_lower_hex(seed_hex)
+                .ok_or(damaged("its signing key is not lowercase hex"))?,
+        );
+        let seed: Zeroizing<[u8; 32]> = Zeroizing::new(
+            seed_bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| damaged("its signing key is not 32 bytes"))?,
+        );
+        let (age_secret, rest) = rest.split_once('\n').ok_or(damaged("it is truncated"))?;
+        if !rest.is_empty() {
+            return Err(damaged("it has trailing bytes"));
+        }
+        let age = age::x25519::Identity::from_str(age_secret)
+            .map_err(|_| damaged("its age key is not an age X25519 secret key"))?;
+        Ok(CustodianIdentity {
+            name: name.to_owned(),
+            signing: SigningKey::from_bytes(&seed),
+            age,
+        })
+    }
+
+    /// The version 1 payload (files made before version 2, still read):
+    /// magic ‖ version ‖ name (u16 length ‖ UTF-8) ‖ Ed25519 seed\[32\] ‖
+    /// age secret key (u16 length ‖ ASCII).
+    #[cfg(test)]
+    fn payload_v1(&self) -> Zeroizing<Vec<u8>> {
+        let age_secret = self.age.to_string();
+        let mut out = crate::encoding::wire::Writer::with_capacity(MAX_PAYLOAD_LEN);
         out.bytes(IDENTITY_MAGIC);
         out.u8(IDENTITY_VERSION);
         out.str16(&self.name);
@@ -286,6 +356,9 @@ impl CustodianIdentity {
     }
 
     fn from_payload(payload: &[u8]) -> Result<Self, IdentityError> {
+        if payload.starts_with(b"#") {
+            return Self::from_text_payload(payload);
+        }
         let damaged = |reason| IdentityError::Damaged { reason };
         let mut reader = Reader::new(payload);
         if reader.array::<8>() != Some(*IDENTITY_MAGIC) {
@@ -373,9 +446,38 @@ mod tests {
     }
 
     #[test]
-    fn payload_with_trailing_or_missing_bytes_is_damaged() {
+    fn version_2_payload_is_an_age_identity_file_age_itself_reads() {
         let identity = CustodianIdentity::generate("alice", &[5; 64]).unwrap();
         let payload = identity.payload();
+        let text = std::str::from_utf8(&payload).unwrap();
+        let parsed = age::IdentityFile::from_buffer(text.as_bytes())
+            .unwrap()
+            .into_identities()
+            .unwrap();
+        assert_eq!(parsed.len(), 1, "one identity, the rest comments: {text}");
+        for cut in 0..payload.len() {
+            assert!(
+                CustodianIdentity::from_payload(&payload[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut longer = payload.to_vec();
+        longer.extend_from_slice(b"# more\n");
+        assert!(CustodianIdentity::from_payload(&longer).is_err());
+    }
+
+    #[test]
+    fn version_1_payloads_are_still_read() {
+        let identity = CustodianIdentity::generate("alice", &[5; 64]).unwrap();
+        let back = CustodianIdentity::from_payload(&identity.payload_v1()).unwrap();
+        assert_eq!(back.card(), identity.card());
+        assert_eq!(back.sign(b"m"), identity.sign(b"m"));
+    }
+
+    #[test]
+    fn payload_with_trailing_or_missing_bytes_is_damaged() {
+        let identity = CustodianIdentity::generate("alice", &[5; 64]).unwrap();
+        let payload = identity.payload_v1();
         let mut longer = payload.to_vec();
         longer.push(0);
         assert!(matches!(
