@@ -18,8 +18,14 @@ use serde_json::Value;
 
 const NAMES: [&str; 2] = ["alice", "bob"];
 
-fn golden() -> PathBuf {
-    rkm_tests::workspace_root().join("tests/golden/v1")
+/// Every committed generation: v1 (binary identity payloads), v2 (identity
+/// files that are standard age identity files inside).
+const VERSIONS: [&str; 2] = ["v1", "v2"];
+
+fn golden(version: &str) -> PathBuf {
+    rkm_tests::workspace_root()
+        .join("tests/golden")
+        .join(version)
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -40,9 +46,9 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// The golden files in a folder of this test's own, and who they belong to.
-fn checkout() -> (tempfile::TempDir, Value, Vec<Custodian>) {
+fn checkout(version: &str) -> (tempfile::TempDir, Value, Vec<Custodian>) {
     let dir = tempfile::tempdir().unwrap();
-    copy_tree(&golden(), dir.path());
+    copy_tree(&golden(version), dir.path());
     let expected: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("expected.json")).unwrap())
             .unwrap();
@@ -63,8 +69,14 @@ fn json_of(output: &std::process::Output, what: &str) -> Value {
 }
 
 #[test]
-fn cards_and_shares_made_by_v1_open_and_verify_as_they_did() {
-    let (dir, expected, custodians) = checkout();
+fn cards_and_shares_of_every_version_open_and_verify_as_they_did() {
+    for version in VERSIONS {
+        cards_and_shares_open_and_verify_as_they_did(version);
+    }
+}
+
+fn cards_and_shares_open_and_verify_as_they_did(version: &str) {
+    let (dir, expected, custodians) = checkout(version);
     let key_id = expected["key_id"].as_str().unwrap();
     let audit_key = expected["audit_key"].as_str().unwrap();
     for custodian in &custodians {
@@ -105,8 +117,14 @@ fn cards_and_shares_made_by_v1_open_and_verify_as_they_did() {
 }
 
 #[test]
-fn the_v1_shares_still_reconstitute_the_key_and_unwrap_it_exactly() {
-    let (_dir, expected, custodians) = checkout();
+fn the_shares_of_every_version_still_reconstitute_the_key_and_unwrap_it_exactly() {
+    for version in VERSIONS {
+        shares_still_reconstitute_the_key_and_unwrap_it_exactly(version);
+    }
+}
+
+fn shares_still_reconstitute_the_key_and_unwrap_it_exactly(version: &str) {
+    let (_dir, expected, custodians) = checkout(version);
     let key_id = expected["key_id"].as_str().unwrap();
     let verifier = VerifierKey::parse(expected["audit_key"].as_str().unwrap()).unwrap();
     let record = custodians[0]
@@ -131,8 +149,14 @@ fn the_v1_shares_still_reconstitute_the_key_and_unwrap_it_exactly() {
 }
 
 #[test]
-fn the_v1_artefact_and_audit_log_verify_offline_and_a_changed_byte_does_not() {
-    let (dir, expected, custodians) = checkout();
+fn the_artefacts_and_audit_logs_of_every_version_verify_offline_and_a_changed_byte_does_not() {
+    for version in VERSIONS {
+        artefact_and_audit_log_verify_offline_and_a_changed_byte_does_not(version);
+    }
+}
+
+fn artefact_and_audit_log_verify_offline_and_a_changed_byte_does_not(version: &str) {
+    let (dir, expected, custodians) = checkout(version);
     let key_id = expected["key_id"].as_str().unwrap();
     let audit_key = expected["audit_key"].as_str().unwrap();
     let record = custodians[0].key_record_file(key_id);
