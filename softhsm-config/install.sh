@@ -6,6 +6,18 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
+# Installs one Debian package, updating the package lists only if needed.
+apt_install() {
+  local sudo_cmd=()
+  if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+  echo "install.sh: installing $1 with apt-get" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  if ! "${sudo_cmd[@]}" apt-get install -y --no-install-recommends "$1" >&2; then
+    "${sudo_cmd[@]}" apt-get update >&2
+    "${sudo_cmd[@]}" apt-get install -y --no-install-recommends "$1" >&2
+  fi
+}
+
 find_module() {
   local candidate
   for candidate in \
@@ -28,27 +40,13 @@ if ! find_module >/dev/null || ! command -v softhsm2-util >/dev/null; then
     echo "install.sh: SoftHSM2 is missing and this is not a Debian-like system; install softhsm2 with your package manager" >&2
     exit 1
   fi
-  sudo_cmd=()
-  if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
-  echo "install.sh: installing softhsm2 with apt-get" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  if ! "${sudo_cmd[@]}" apt-get install -y --no-install-recommends softhsm2 >&2; then
-    "${sudo_cmd[@]}" apt-get update >&2
-    "${sudo_cmd[@]}" apt-get install -y --no-install-recommends softhsm2 >&2
-  fi
+  apt_install softhsm2
 fi
 
 # Debian's age, for the test that a custodian opens their share with stock
 # age alone (tests/tests/age_interop.rs).
 if ! command -v age >/dev/null && command -v apt-get >/dev/null; then
-  sudo_cmd=()
-  if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
-  echo "install.sh: installing age with apt-get" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  if ! "${sudo_cmd[@]}" apt-get install -y --no-install-recommends age >&2; then
-    "${sudo_cmd[@]}" apt-get update >&2
-    "${sudo_cmd[@]}" apt-get install -y --no-install-recommends age >&2
-  fi
+  apt_install age
 fi
 
 "$here/../tests/python/install.sh" >&2

@@ -9,6 +9,7 @@
 //! A supervisor thread watches the token and brings it back after an outage
 //! (`health.rs`), replacing the module's initialisation (`generation.rs`).
 
+mod ceremony_objects;
 mod error;
 mod generation;
 mod health;
@@ -17,6 +18,7 @@ mod ops;
 mod session_loss_tests;
 mod templates;
 mod token;
+mod token_keys;
 mod worker;
 
 use std::path::PathBuf;
@@ -27,14 +29,13 @@ use std::time::Duration;
 use cryptoki::context::Pkcs11;
 use cryptoki::object::ObjectHandle;
 use tokio::sync::{oneshot, watch};
-use zeroize::Zeroizing;
 
 pub use error::HsmError;
 pub use health::{HsmHealth, Outage};
 pub use token::{REQUIRED_MECHANISMS, RequiredMechanism, TokenDescription};
 
-use crate::secrets::{KekBytes, UserPin};
-use generation::{Context, Generation, TokenObject};
+use crate::secrets::UserPin;
+use generation::{Context, Generation};
 use health::Shared;
 use ops::OpResult;
 use worker::{Job, Retry, SessionConfig, Worker};
@@ -309,313 +310,6 @@ impl Hsm {
             }
         }
         answer.await.map_err(|_| HsmError::ShutDown)?
-    }
-
-    /// `len` bytes from the HSM's RNG.
-    ///
-    /// # Errors
-    /// The HSM fails or has shut down.
-    pub async fn random(&self, len: usize) -> Result<Zeroizing<Vec<u8>>, HsmError> {
-        self.submit("random", Retry::OnceAfterReopen, move |session| {
-            let mut buffer = Zeroizing::new(vec![0u8; len]);
-            ops::random(session, &mut buffer)?;
-            Ok(buffer)
-        })
-        .await
-    }
-
-    /// A new KEK from the HSM's RNG, in zeroizing host memory.
-    ///
-    /// # Security
-    /// The caller splits it and drops it; it must never be stored whole.
-    ///
-    /// # Errors
-    /// The HSM fails or has shut down.
-    pub async fn random_kek(&self) -> Result<KekBytes, HsmError> {
-        let bytes = self.random(KekBytes::LEN).await?;
-        KekBytes::try_from_slice(&bytes).map_err(|found| HsmError::Malformed {
-            what: "random bytes",
-            detail: format!("{found} bytes"),
-        })
-    }
-
-    /// Generates an ECDSA P-256 recovery key pair as session objects. Never
-    /// retried: after a lost session the caller must start again.
-    ///
-    /// # Errors
-    /// The HSM fails, or its session is lost during generation.
-    pub async fn generate_recovery_key(&self) -> Result<GeneratedKey, HsmError> {
-        self.submit("generate recovery key", Retry::Never, |session| {
-            let (public, private) = ops::generate_recovery_key(session)?;
-            match ops::p256_public_key_spki(session, public) {
-                Ok(public_key_spki) => Ok(GeneratedKey {
-                    public_key_spki,
-                    private: SigningKey(Made::new(session, private)),
-                    public: HsmObject(Made::new(session, public)),
-                }),
-                Err(failure) => {
-                    // Do not leave an unusable key pair behind.
-                    let _ = ops::destroy(session, private);
-                    let _ = ops::destroy(session, public);
-                    Err(failure)
-                }
-            }
-        })
-        .await
-    }
-
-    /// Loads `kek` as a session AES-256 key that can only wrap and unwrap.
-    ///
-    /// # Errors
-    /// The HSM refuses the key or fails.
-    pub async fn import_kek(&self, kek: KekBytes) -> Result<KekKey, HsmError> {
-        self.submit("import KEK", Retry::OnceAfterReopen, move |session| {
-            ops::import_kek(session, &kek).map(|handle| KekKey(Made::new(session, handle)))
-        })
-        .await
-    }
-
-    /// Wraps `key` under `kek` with CKM_AES_KEY_WRAP_PAD (RFC 5649); the blob is
-    /// the PKCS#8 private key, encrypted.
-    ///
-    /// # Errors
-    /// The HSM fails or one of the objects is gone.
-    pub async fn wrap(&self, kek: KekKey, key: SigningKey) -> Result<Vec<u8>, HsmError> {
-        self.submit("wrap", Retry::OnceAfterReopen, move |session| {
-            ops::wrap(
-                session,
-                kek.0.live(session, "KEK")?,
-                key.0.live(session, "recovery key")?,
-            )
-        })
-        .await
-    }
-
-    /// Unwraps `blob` under `kek` as a sign-only, non-extractable session key.
-    ///
-    /// # Errors
-    /// [`HsmError::UnwrapFailed`] when the blob is damaged or was wrapped under
-    /// another KEK; nothing is created then.
-    pub async fn unwrap(&self, kek: KekKey, blob: Vec<u8>) -> Result<SigningKey, HsmError> {
-        self.submit("unwrap", Retry::OnceAfterReopen, move |session| {
-            ops::unwrap(session, kek.0.live(session, "KEK")?, &blob)
-                .map(|handle| SigningKey(Made::new(session, handle)))
-        })
-        .await
-    }
-
-    /// ECDSA P-256 signature (low-S, r‖s) over a SHA-256 digest.
-    ///
-    /// # Errors
-    /// The HSM fails or the key is gone.
-    pub async fn sign_digest(
-        &self,
-        key: SigningKey,
-        digest: [u8; 32],
-    ) -> Result<[u8; 64], HsmError> {
-        self.submit("sign", Retry::OnceAfterReopen, move |session| {
-            ops::sign_ecdsa(session, key.0.live(session, "recovery key")?, &digest)
-        })
-        .await
-    }
-
-    /// ECDSA P-256 signatures (low-S, r‖s) over many SHA-256 digests, in order,
-    /// as one job on one session: bulk signing pays the hand-off to a worker
-    /// and the wake-up of the caller once per batch instead of per signature.
-    ///
-    /// # Errors
-    /// The HSM fails or the key is gone; no signature of the batch is returned.
-    pub async fn sign_digests(
-        &self,
-        key: SigningKey,
-        digests: Vec<[u8; 32]>,
-    ) -> Result<Vec<[u8; 64]>, HsmError> {
-        self.submit("sign batch", Retry::OnceAfterReopen, move |session| {
-            let handle = key.0.live(session, "recovery key")?;
-            digests
-                .iter()
-                .map(|digest| ops::sign_ecdsa(session, handle, digest))
-                .collect()
-        })
-        .await
-    }
-
-    /// Destroys an object rkm created.
-    ///
-    /// # Errors
-    /// The HSM fails or the object is already gone.
-    pub async fn destroy(&self, object: impl Into<HsmObject>) -> Result<(), HsmError> {
-        let object = object.into();
-        self.submit("destroy", Retry::OnceAfterReopen, move |session| {
-            ops::destroy(session, object.0.live(session, "object")?)
-        })
-        .await
-    }
-
-    /// The audit key, if the token has one.
-    ///
-    /// # Errors
-    /// The token holds half a key pair or several, or the HSM fails.
-    pub async fn find_audit_key(&self) -> Result<Option<AuditKey>, HsmError> {
-        self.submit("find audit key", Retry::OnceAfterReopen, |session| {
-            Ok(ops::find_audit_key(session)?.map(|(_, public_key)| AuditKey { public_key }))
-        })
-        .await
-    }
-
-    /// The audit key, generated as a persistent, non-extractable token object
-    /// if the token has none. An existing key is never replaced.
-    ///
-    /// # Errors
-    /// The HSM fails; a session lost during generation is not retried.
-    pub async fn get_or_create_audit_key(&self) -> Result<(AuditKey, bool), HsmError> {
-        if let Some(existing) = self.find_audit_key().await? {
-            return Ok((existing, false));
-        }
-        self.submit("generate audit key", Retry::Never, |session| {
-            ops::generate_audit_key(session)
-        })
-        .await?;
-        let created = self
-            .find_audit_key()
-            .await?
-            .ok_or(HsmError::ObjectMissing {
-                what: "audit key after generating it",
-            })?;
-        Ok((created, true))
-    }
-
-    /// Ed25519 signature by the audit key over `message`.
-    ///
-    /// # Errors
-    /// The HSM fails.
-    pub async fn sign_with_audit_key(
-        &self,
-        _key: AuditKey,
-        message: Vec<u8>,
-    ) -> Result<[u8; 64], HsmError> {
-        self.submit("audit signature", Retry::OnceAfterReopen, move |session| {
-            session.with_token_object(TokenObject::AuditKey, |private| {
-                ops::sign_eddsa(session, private, &message)
-            })
-        })
-        .await
-    }
-
-    /// The audit checkpoint notes kept in the token: normally one (see
-    /// [`Hsm::write_checkpoint`]).
-    ///
-    /// # Errors
-    /// The HSM fails.
-    pub async fn read_checkpoints(&self) -> Result<Vec<Vec<u8>>, HsmError> {
-        self.submit("read checkpoints", Retry::OnceAfterReopen, |session| {
-            ops::read_checkpoints(session)
-        })
-        .await
-    }
-
-    /// Keeps `note` as the token's latest audit checkpoint, replacing the
-    /// previous one (created first, then the old one destroyed).
-    ///
-    /// # Errors
-    /// The HSM fails.
-    pub async fn write_checkpoint(&self, note: Vec<u8>) -> Result<(), HsmError> {
-        self.submit("write checkpoint", Retry::OnceAfterReopen, move |session| {
-            ops::write_checkpoint(session, &note)
-        })
-        .await
-    }
-
-    /// The share holding key, generated in the token the first time.
-    ///
-    /// # Errors
-    /// The HSM fails.
-    pub async fn holding_key(&self) -> Result<HoldingKey, HsmError> {
-        self.submit("holding key", Retry::Never, |session| {
-            ops::get_or_create_holding_key(session).map(|_| HoldingKey(()))
-        })
-        .await
-    }
-
-    /// Encrypts `plaintext` under the holding key (AES-GCM, `aad` bound to it).
-    ///
-    /// # Security
-    /// The plaintext reaches the HSM only; the result is safe to store.
-    ///
-    /// # Errors
-    /// The HSM fails.
-    pub async fn hold(
-        &self,
-        _key: HoldingKey,
-        plaintext: Zeroizing<Vec<u8>>,
-        aad: Vec<u8>,
-    ) -> Result<Vec<u8>, HsmError> {
-        self.submit("hold share", Retry::OnceAfterReopen, move |session| {
-            session.with_token_object(TokenObject::HoldingKey, |key| {
-                ops::hold(session, key, &plaintext, &aad)
-            })
-        })
-        .await
-    }
-
-    /// Decrypts what [`Hsm::hold`] produced, with the same `aad`.
-    ///
-    /// # Errors
-    /// [`HsmError::HeldDataInvalid`] for changed data or another `aad`.
-    pub async fn release(
-        &self,
-        _key: HoldingKey,
-        held: Vec<u8>,
-        aad: Vec<u8>,
-    ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
-        self.submit("release share", Retry::OnceAfterReopen, move |session| {
-            session.with_token_object(TokenObject::HoldingKey, |key| {
-                ops::release(session, key, &held, &aad)
-            })
-        })
-        .await
-    }
-
-    /// Destroys what a crash while the token wrote an object left of it
-    /// (see `ops::remove_half_made_objects`); returns how many. Call before
-    /// serving, when no other rkmd uses the token.
-    ///
-    /// # Errors
-    /// The HSM fails.
-    pub async fn remove_half_made_objects(&self) -> Result<usize, HsmError> {
-        self.submit(
-            "remove half-made objects",
-            Retry::OnceAfterReopen,
-            |session| ops::remove_half_made_objects(session),
-        )
-        .await
-    }
-
-    /// Counts the session and token objects rkm's sessions can see.
-    ///
-    /// # Errors
-    /// The HSM fails.
-    ///
-    /// Runs on the supervisor's session, not through the workers' queue: a
-    /// status read must not wait behind a recovery's signing batches.
-    pub async fn count_objects(&self) -> Result<ObjectCounts, HsmError> {
-        if let Some(outage) = self.inner.shared.outage() {
-            return Err(HsmError::Unavailable {
-                cause: outage.cause,
-            });
-        }
-        let shared = Arc::clone(&self.inner.shared);
-        tokio::task::spawn_blocking(move || {
-            health::on_control_session(&shared, "count objects", |session| {
-                let (session_objects, token_objects) = ops::count_objects(session)?;
-                Ok(ObjectCounts {
-                    session_objects,
-                    token_objects,
-                })
-            })
-        })
-        .await
-        .map_err(|_| HsmError::ShutDown)?
     }
 }
 

@@ -331,11 +331,18 @@ impl CustodianIdentity {
         if !rest.is_empty() {
             return Err(damaged("it has trailing bytes"));
         }
-        let age = age::x25519::Identity::from_str(age_secret)
-            .map_err(|_| damaged("its age key is not an age X25519 secret key"))?;
+        Self::from_parts(name, &seed, age_secret)
+    }
+
+    /// The identity the fields of either payload version describe.
+    fn from_parts(name: &str, seed: &[u8; 32], age_secret: &str) -> Result<Self, IdentityError> {
+        let age =
+            age::x25519::Identity::from_str(age_secret).map_err(|_| IdentityError::Damaged {
+                reason: "its age key is not an age X25519 secret key",
+            })?;
         Ok(CustodianIdentity {
             name: name.to_owned(),
-            signing: SigningKey::from_bytes(&seed),
+            signing: SigningKey::from_bytes(seed),
             age,
         })
     }
@@ -383,13 +390,7 @@ impl CustodianIdentity {
         if !reader.is_empty() {
             return Err(damaged("it has trailing bytes"));
         }
-        let age = age::x25519::Identity::from_str(age_secret)
-            .map_err(|_| damaged("its age key is not an age X25519 secret key"))?;
-        Ok(CustodianIdentity {
-            name: name.to_owned(),
-            signing: SigningKey::from_bytes(&seed),
-            age,
-        })
+        Self::from_parts(name, &seed, age_secret)
     }
 }
 

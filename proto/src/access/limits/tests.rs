@@ -1,7 +1,10 @@
 use prost::Message as _;
 use prost_types::field_descriptor_proto::{Label, Type};
 
+use super::table::{EMPTY, shape};
 use super::*;
+use crate::key_record::MAX_SIGNED_RECORD_FILE_LEN;
+use crate::recovery_request::{MAX_REASON_LEN, MAX_REQUEST_FILE_LEN};
 
 /// Every rkm method with its request message's descriptor.
 fn served() -> Vec<(String, bool, prost_types::DescriptorProto)> {
