@@ -22,15 +22,8 @@ pub struct KeyApi {
 }
 
 fn to_proto(key: keygen::KeySummary, attestation_window_days: u32) -> KeySummary {
-    let window = u64::from(attestation_window_days) * 86_400;
-    let now = keygen::unix_now();
-    let recent = |attested: &Option<(String, u64)>| {
-        attested
-            .as_ref()
-            .is_some_and(|(_, unix)| now.saturating_sub(*unix) <= window)
-    };
-    let attested_recently = key.receipts.iter().filter(|r| recent(&r.attested)).count();
-    let quorum = quorum_view(&key, attestation_window_days, now);
+    let quorum = quorum_view(&key, attestation_window_days, keygen::unix_now());
+    let attested_recently = quorum.attested_recently.iter().filter(|a| **a).count();
     KeySummary {
         key_id: key.key_id,
         label: key.label,
@@ -44,9 +37,9 @@ fn to_proto(key: keygen::KeySummary, attestation_window_days: u32) -> KeySummary
         receipts: key
             .receipts
             .into_iter()
-            .zip(&quorum.usable)
-            .map(|(receipt, usable)| ReceiptStatus {
-                attested_recently: recent(&receipt.attested),
+            .zip(quorum.usable.iter().zip(&quorum.attested_recently))
+            .map(|(receipt, (usable, attested_recently))| ReceiptStatus {
+                attested_recently: *attested_recently,
                 enabled: receipt.enabled,
                 usable: *usable,
                 custodian: receipt.custodian,

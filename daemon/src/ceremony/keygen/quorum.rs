@@ -26,6 +26,8 @@ pub enum QuorumHealth {
 /// A key's quorum as rkmd judges it now.
 #[derive(Debug, Clone)]
 pub struct QuorumView {
+    /// Per receipt, in order: whether its custodian attested within the window.
+    pub attested_recently: Vec<bool>,
     /// Per receipt, in order: whether that share counts toward a quorum.
     pub usable: Vec<bool>,
     pub usable_count: u32,
@@ -37,15 +39,21 @@ pub struct QuorumView {
 /// Judges `key` at `now_unix` with an attestation window of `window_days`.
 pub fn quorum_view(key: &KeySummary, window_days: u32, now_unix: u64) -> QuorumView {
     let window = u64::from(window_days) * 86_400;
-    let attested_recently = |attested: &Option<(String, u64)>| {
-        attested
-            .as_ref()
-            .is_some_and(|(_, unix)| now_unix.saturating_sub(*unix) <= window)
-    };
+    let attested_recently: Vec<bool> = key
+        .receipts
+        .iter()
+        .map(|receipt| {
+            receipt
+                .attested
+                .as_ref()
+                .is_some_and(|(_, unix)| now_unix.saturating_sub(*unix) <= window)
+        })
+        .collect();
     let usable: Vec<bool> = key
         .receipts
         .iter()
-        .map(|receipt| receipt.enabled && attested_recently(&receipt.attested))
+        .zip(&attested_recently)
+        .map(|(receipt, attested)| receipt.enabled && *attested)
         .collect();
     let usable_count = usable.iter().filter(|usable| **usable).count() as u32;
     let could_still_confirm = key
@@ -70,6 +78,7 @@ pub fn quorum_view(key: &KeySummary, window_days: u32, now_unix: u64) -> QuorumV
         QuorumHealth::Healthy
     };
     QuorumView {
+        attested_recently,
         usable,
         usable_count,
         health,
